@@ -1,0 +1,228 @@
+/*
+ * broker.h - the broker core API: what the front ends (HTTP, WebSocket)
+ * may ask of a node. It knows topics, queues, messages, msgIds and waiting;
+ * it knows nothing of HTTP, JSON or SQL.
+ *
+ * Errors: every function returns 0 or a negative FM_E* code, and where a
+ * client needs to know why, fills *cause with a new string (free()) such as
+ * "topic 'x' does not exist". cause may be NULL when not wanted.
+ *
+ * Threads: all functions are safe from any thread.
+ */
+#ifndef FM_BROKER_BROKER_H
+#define FM_BROKER_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/config.h"
+#include "store/record.h"
+#include "store/store.h"
+
+#define FM_MSGID_LEN 32       /* hex characters, without the NUL */
+#define FM_PULL_MAX 1024      /* most messages one pull or query returns */
+#define FM_BATCH_MAX 10000    /* most messages in one publish */
+
+struct fm_broker;
+
+/* Open the node described by cfg (borrowed; must outlive the broker).
+ * *out is new (fm_broker_close). */
+int fm_broker_open(const struct fm_config *cfg, struct fm_broker **out,
+    char **cause);
+/* Fires every waiter with FM_WAKE_SHUTDOWN, stops threads, closes the store. */
+void fm_broker_close(struct fm_broker *b);
+
+/* ---- names ---- */
+
+/* 0 when name is a valid topic name (RocketMQ: [A-Za-z0-9_%|-], 1..127
+ * characters), else -FM_E_INVALID with *cause. */
+int fm_broker_check_topic_name(const char *name, char **cause);
+
+/* ---- publishing ---- */
+
+struct fm_prop {
+	const char *name;  /* borrowed */
+	const char *value; /* borrowed */
+};
+
+/* One message to publish. Every pointer is borrowed for the call. */
+struct fm_pub_msg {
+	const void *body;
+	size_t body_len;
+	const char *tag;              /* NULL or "" for none */
+	const char *const *keys;      /* nkeys NUL-terminated keys */
+	size_t nkeys;
+	const struct fm_prop *props;
+	size_t nprops;
+	const char *sharding_key;     /* NULL: round robin over queues */
+	int64_t deliver_at;           /* epoch ms, 0 = at once */
+};
+
+struct fm_pub_result {
+	char msg_id[FM_MSGID_LEN + 1];
+	uint32_t queue_id;
+	uint64_t queue_offset;
+};
+
+/* Publish n messages to topic as one atomic unit (all stored or none),
+ * creating the topic when autoCreateTopicEnable allows. out has n slots.
+ * Returns once the messages are as durable as flushDiskType and
+ * brokerRole promise. Errors: -FM_E_INVALID (bad name, bad message),
+ * -FM_E_NOT_FOUND (no topic, no auto-create), -FM_E_TOO_LARGE,
+ * -FM_E_NOT_WRITABLE (perm or role), -FM_E_DISK_FULL, -FM_E_IO. */
+int fm_broker_publish(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    char **cause);
+
+/* ---- reading ---- */
+
+/* A message read back: the decoded record plus its msgId. rec's pointers
+ * point into memory owned by the fm_msg_list holding it. */
+struct fm_message {
+	char msg_id[FM_MSGID_LEN + 1];
+	struct fm_record rec;
+};
+
+struct fm_msg_list {
+	struct fm_message *items; /* owned */
+	size_t n;
+	struct fm_buf *bufs;      /* owned: record bytes, one buf per item */
+	size_t cap;
+};
+
+#define FM_MSG_LIST_INIT {NULL, 0, NULL, 0}
+
+void fm_msg_list_free(struct fm_msg_list *l);
+
+struct fm_pull_result {
+	struct fm_msg_list msgs;
+	uint64_t next_offset; /* where the next pull should start */
+	uint64_t min_offset;  /* oldest retained offset of the queue */
+	uint64_t max_offset;  /* next offset to be written */
+};
+
+/* Messages of one queue from offset on, at most max (1..FM_PULL_MAX).
+ * An offset below min_offset is moved up to it (the caller can see that
+ * in next_offset and min_offset); above max_offset is -FM_E_INVALID.
+ * -FM_E_NOT_FOUND for an unknown topic or queue id. */
+int fm_broker_pull(struct fm_broker *b, const char *topic, uint32_t queue_id,
+    uint64_t offset, size_t max, struct fm_pull_result *out, char **cause);
+
+/* The message with this msgId, as one item in out. */
+int fm_broker_get_message(struct fm_broker *b, const char *msg_id,
+    struct fm_msg_list *out, char **cause);
+/* Messages of topic carrying key, newest first, at most max. */
+int fm_broker_query_key(struct fm_broker *b, const char *topic,
+    const char *key, size_t max, struct fm_msg_list *out, char **cause);
+/* Messages of topic stored in [begin_ms, end_ms], newest first, at most max. */
+int fm_broker_query_time(struct fm_broker *b, const char *topic,
+    int64_t begin_ms, int64_t end_ms, size_t max, struct fm_msg_list *out,
+    char **cause);
+
+/* ---- waiting (long-poll) ---- */
+
+enum fm_wake { FM_WAKE_DATA, FM_WAKE_TIMEOUT, FM_WAKE_SHUTDOWN };
+
+/* Called exactly once per watch (unless fm_broker_unwatch returned 1),
+ * on a broker thread; must not block and must not call back into the
+ * broker's watch functions. */
+typedef void (*fm_wake_fn)(void *arg, enum fm_wake why);
+
+#define FM_ANY_QUEUE UINT32_MAX
+
+struct fm_watch;
+
+/* Fire cb when queue queue_id of topic (or any of its queues, with
+ * FM_ANY_QUEUE) has a message at or beyond offset, or when
+ * deadline_mono_ms (fm_mono_ms clock) passes. If that is already true, cb
+ * fires at once (possibly before this returns). Returns a handle, borrowed:
+ * valid until cb has run. */
+struct fm_watch *fm_broker_watch(struct fm_broker *b, const char *topic,
+    uint32_t queue_id, uint64_t offset, int64_t deadline_mono_ms,
+    fm_wake_fn cb, void *arg);
+/* Cancel: returns 1 if removed before firing (cb will not run), 0 if cb
+ * has run or is running. */
+int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
+
+/* ---- topics ---- */
+
+#define FM_PERM_READ 4u
+#define FM_PERM_WRITE 2u
+
+/* Create or update (idempotent). queues 1..1024; perm as FM_PERM_* bits.
+ * *created is set to 1 when the topic did not exist. */
+int fm_broker_topic_put(struct fm_broker *b, const char *name,
+    uint32_t queues, uint32_t perm, int *created, char **cause);
+int fm_broker_topic_get(struct fm_broker *b, const char *name,
+    struct fm_topic_conf *out, char **cause);
+/* *out is a new array (free()) sorted by name. */
+int fm_broker_topic_list(struct fm_broker *b, struct fm_topic_conf **out,
+    size_t *n);
+int fm_broker_topic_delete(struct fm_broker *b, const char *name,
+    char **cause);
+/* min and max offsets of one queue (see fm_store_queue_range). */
+void fm_broker_queue_range(struct fm_broker *b, const char *topic,
+    uint32_t queue_id, uint64_t *min, uint64_t *max);
+
+/* ---- the node ---- */
+
+struct fm_broker_info {
+	const char *cluster;      /* borrowed from the config */
+	const char *name;
+	long id;
+	const char *role;         /* "ASYNC_MASTER", "SYNC_MASTER", "SLAVE" */
+	const char *flush;        /* "ASYNC_FLUSH", "SYNC_FLUSH" */
+	const char *version;      /* PACKAGE_VERSION */
+	char addr[128];           /* "http://brokerIP1:listenPort" */
+	int64_t started_ms;       /* epoch ms */
+	struct fm_store_stats store;
+};
+void fm_broker_info(struct fm_broker *b, struct fm_broker_info *out);
+
+/* Counters since start, for /metrics. */
+struct fm_broker_metrics {
+	uint64_t published_msgs;
+	uint64_t published_bytes;
+	uint64_t publish_errors;
+	uint64_t pulled_msgs;
+	uint64_t waiters;          /* watches currently parked */
+	size_t topics;
+};
+void fm_broker_metrics(struct fm_broker *b, struct fm_broker_metrics *out);
+
+/* ---- the name server (this node's view of the routes) ---- */
+
+#define FM_ROUTE_MAX_ADDRS 8
+
+struct fm_route_addr {
+	long broker_id;             /* 0 is the master */
+	char addr[128];             /* "http://host:port" */
+	int64_t last_heartbeat_ms;  /* epoch ms */
+	int alive;                  /* heard from within the expiry (120 s) */
+};
+
+struct fm_route_broker {
+	char cluster[128];
+	char name[128];
+	struct fm_route_addr addrs[FM_ROUTE_MAX_ADDRS];
+	size_t naddrs;
+};
+
+struct fm_route_queue {
+	char broker_name[128];
+	uint32_t read_queues;
+	uint32_t write_queues;
+	uint32_t perm;
+};
+
+/* Every broker this node knows (itself included). *out is new (free()). */
+int fm_broker_routes(struct fm_broker *b, struct fm_route_broker **out,
+    size_t *n);
+/* RocketMQ's TopicRouteData: the brokers holding topic and its queues
+ * there. Both arrays are new (free()). -FM_E_NOT_FOUND if no broker has it. */
+int fm_broker_topic_route(struct fm_broker *b, const char *topic,
+    struct fm_route_broker **brokers, size_t *nbrokers,
+    struct fm_route_queue **queues, size_t *nqueues, char **cause);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * store.h - the storage engine as the broker sees it.
+ *
+ * Under the root directory:
+ *   commitlog/   the commit log segments (commitlog.h): the truth.
+ *   index.db     SQLite, derived and rebuildable from the log: consume
+ *                queue chunks, message keys, the sparse time index, and
+ *                the log offset up to which it has applied the log
+ *                (committed in the same transaction as the rows).
+ *   state.db     SQLite, synchronous=FULL, never rebuilt: topics and
+ *                topic tombstones (later: consumer offsets, receipts).
+ *
+ * Consume queue: per (topic, queue), fixed-width entries (log offset,
+ * size, tag hash), numbered by queue offset from 0. In index.db a row
+ * holds a run of FM_CQ_CHUNK entries as one blob; closed chunks never
+ * change. Entries not yet committed to index.db (the open tail chunk and
+ * anything dispatched since the last index commit) live in memory, and
+ * readers see them there at once.
+ *
+ * A dispatcher thread reads new records from the log, appends their
+ * entries to the in-memory consume queues, calls the notify hook, and
+ * commits to index.db in large batches, never beyond the flushed log
+ * offset. After a crash the store replays the log from index.db's applied
+ * offset; after index.db is deleted, from the start of the log.
+ *
+ * Queue offsets are assigned at append, under the append lock, so each
+ * queue's entries are in log order and a rebuild gives the same offsets.
+ *
+ * Threads: every function is safe to call from any thread. fm_store_append
+ * blocks until the records are as durable as the flush mode promises.
+ * The notify hook runs on the dispatcher thread and must not block.
+ */
+#ifndef FM_STORE_STORE_H
+#define FM_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "store/record.h"
+
+#define FM_CQ_CHUNK 1024 /* consume queue entries per index.db row */
+
+struct fm_store;
+
+/* Called after entries up to (not including) max_offset of the queue became
+ * readable. Runs on the dispatcher thread; must be quick. */
+typedef void (*fm_store_notify_fn)(
+    void *arg, const char *topic, uint32_t queue_id, uint64_t max_offset);
+
+struct fm_store_options {
+	const char *root; /* borrowed; storePathRootDir */
+	uint64_t segment_size; /* mappedFileSizeCommitLog */
+	int sync_flush; /* flushDiskType == SYNC_FLUSH */
+	int flush_interval_ms; /* flushIntervalCommitLog */
+	int file_reserved_hours; /* fileReservedTime */
+	int delete_when_hour; /* unused for now: retention runs hourly */
+	double disk_warning_ratio; /* diskSpaceWarningLevelRatio, 0..1: above
+	                                it appends fail with -FM_E_DISK_FULL */
+	fm_store_notify_fn notify; /* may be NULL */
+	void *notify_arg;
+};
+
+/* Open, recover and start the store's threads. *out is new (fm_store_close). */
+int fm_store_open(const struct fm_store_options *opt, struct fm_store **out);
+/* Stop threads, commit the index, close the log cleanly, free. */
+void fm_store_close(struct fm_store *st);
+
+/* Append n records of one request as one atomic unit. Per record the caller
+ * sets topic, queue_id, tag, keys, props, body, born_ts, deliver_at,
+ * reconsume_times and flags; the store sets queue_offset, store_ts,
+ * log_offset and size (written back into recs[i]). Returns 0 once durable,
+ * or -FM_E_DISK_FULL, -FM_E_TOO_LARGE, -FM_E_NOSPC, -FM_E_IO,
+ * -FM_E_NOT_WRITABLE. */
+int fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n);
+
+/* Read the record at a log offset (see fm_clog_read). */
+int fm_store_read(struct fm_store *st, uint64_t log_offset, struct fm_buf *buf,
+    struct fm_record *rec);
+
+struct fm_cq_entry {
+	uint64_t log_offset;
+	uint32_t size;
+	uint64_t tag_hash; /* fm_tag_hash of the record's tag */
+};
+
+/* Up to max entries of a queue from queue offset `from` on. *n may be less
+ * than max (0 at the end). Returns 0, or -FM_E_GONE when `from` is below
+ * the queue's min offset (retention deleted it). */
+int fm_store_cq_read(struct fm_store *st, const char *topic, uint32_t queue_id,
+    uint64_t from, struct fm_cq_entry *out, size_t max, size_t *n);
+/* min: oldest retained queue offset; max: next queue offset to be written.
+ * A queue never written has 0, 0. */
+void fm_store_queue_range(struct fm_store *st, const char *topic,
+    uint32_t queue_id, uint64_t *min, uint64_t *max);
+/* First queue offset whose record was stored at or after ts (epoch ms);
+ * max offset when none is. */
+int fm_store_queue_offset_at(struct fm_store *st, const char *topic,
+    uint32_t queue_id, int64_t ts, uint64_t *queue_offset);
+/* Log offsets of up to max records of topic carrying key, newest first. */
+int fm_store_find_key(struct fm_store *st, const char *topic, const char *key,
+    uint64_t *log_offsets, size_t max, size_t *n);
+
+/* Topics: durable configuration in state.db. */
+struct fm_topic_conf {
+	char name[FM_REC_MAX_TOPIC + 1];
+	uint32_t queues; /* read and write queue count */
+	uint32_t perm; /* RocketMQ bits: 4 read, 2 write (6 = rw) */
+	int64_t created_ms;
+};
+/* Create or replace. */
+int fm_store_topic_put(struct fm_store *st, const struct fm_topic_conf *tc);
+/* -FM_E_NOT_FOUND when absent. */
+int fm_store_topic_get(
+    struct fm_store *st, const char *name, struct fm_topic_conf *tc);
+/* Delete the topic and its consume queues and keys. Its records stay in the
+ * log until retention removes them but are never indexed again, so a topic
+ * created later under the same name starts empty. */
+int fm_store_topic_delete(struct fm_store *st, const char *name);
+/* *out is a new array of *n topics sorted by name (free()). */
+int fm_store_topic_list(
+    struct fm_store *st, struct fm_topic_conf **out, size_t *n);
+
+struct fm_store_stats {
+	uint64_t min_offset; /* commit log */
+	uint64_t write_offset;
+	uint64_t flushed_offset;
+	uint64_t dispatched_offset; /* entries below it are readable */
+	uint64_t indexed_offset; /* committed to index.db */
+	size_t segments;
+	uint64_t log_bytes; /* bytes the segments take */
+	double disk_used_ratio; /* of the file system holding root */
+	int writable; /* 0 when appends are refused */
+	uint64_t appended_records; /* since start */
+};
+void fm_store_stats(struct fm_store *st, struct fm_store_stats *out);
+
+#endif
