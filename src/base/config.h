@@ -59,7 +59,13 @@ int fm_config_validate(const struct fm_config *cfg, char **cause);
 /* Write every key=value in effect, one per line, with its help as a comment
  * when with_help is set (that is how etc/ferrymq.conf is made). */
 void fm_config_print(const struct fm_config *cfg, FILE *out, int with_help);
+/* Write one entry per key for --help: "--key=<range>", then its help and
+ * default on an indented line. */
+void fm_config_print_help(FILE *out);
 void fm_config_free(struct fm_config *cfg);
+/* cfg->log_level as an enum fm_log_level value (base/log.h); FM_LOG_INFO
+ * when it is not one of the names fm_config_set accepts. */
+int fm_config_log_level(const struct fm_config *cfg);
 
 const char *fm_role_name(enum fm_role role);
 const char *fm_flush_name(enum fm_flush flush);
