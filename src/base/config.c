@@ -105,16 +105,18 @@ static const struct directive directives[] = {
     {"brokerId", CT_LONG, OFF(broker_id), "0", 0, INT32_MAX, NULL, NULL,
         "0 for the master, 1 and up for its slaves"},
     {"brokerRole", CT_ENUM, OFF(broker_role), "ASYNC_MASTER", 0, 0, role_names,
-        NULL, "ASYNC_MASTER, SYNC_MASTER (waits for a slave) or SLAVE"},
+        NULL,
+        "ASYNC_MASTER, SYNC_MASTER (answers once a slave has the message) or "
+        "SLAVE"},
     {"flushDiskType", CT_ENUM, OFF(flush_disk_type), "ASYNC_FLUSH", 0, 0,
         flush_names, NULL,
-        "ASYNC_FLUSH (in the background) or SYNC_FLUSH (before replying)"},
+        "ASYNC_FLUSH flushes in the background, SYNC_FLUSH before answering"},
     {"flushIntervalCommitLog", CT_INT, OFF(flush_interval_commit_log), "500", 1,
         60000, NULL, NULL,
         "milliseconds between background flushes with ASYNC_FLUSH"},
     {"namesrvAddr", CT_STR, OFF(namesrv_addr), "", 0, 0, NULL,
         check_hostport_list,
-        "name servers to register with, host:port;host:port (empty: none)"},
+        "name servers to register with, as host:port;host:port"},
     {"haMasterAddress", CT_STR, OFF(ha_master_address), "", 0, 0, NULL,
         check_hostport, "host:port of the master a SLAVE replicates from"},
     {"mappedFileSizeCommitLog", CT_U64, OFF(mapped_file_size_commit_log),
@@ -142,9 +144,9 @@ static const struct directive directives[] = {
     {"maxConnections", CT_INT, OFF(max_connections), "10000", 1, 1000000, NULL,
         NULL, "most simultaneous HTTP and WebSocket connections"},
     {"webRoot", CT_STR, OFF(web_root), "", 0, 0, NULL, NULL,
-        "directory of the web console files (empty: the installed ones)"},
+        "directory of the web console files; empty for the installed ones"},
     {"logLevel", CT_CHOICE, OFF(log_level), "info", 0, 0, level_names, NULL,
-        "error, warn, info or debug"},
+        "least severe messages logged: error, warn, info or debug"},
 };
 
 #define NDIRECTIVES (sizeof directives / sizeof directives[0])
