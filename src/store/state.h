@@ -1,0 +1,54 @@
+/*
+ * state.h - state.db: the store's durable configuration, never rebuilt.
+ *
+ * Owns: topics and topic tombstones (later also consumer offsets and
+ * receipts). synchronous=FULL: a call that returned 0 survives a crash.
+ * Does not own: the consume queues or keys (index.db), the log.
+ *
+ * A tombstone (topic, log_offset) says: records of topic below log_offset
+ * belong to a deleted incarnation and must never be indexed again. A topic
+ * deletion writes the tombstone and removes the topic row in one
+ * transaction, so no crash can separate the two.
+ *
+ * Threads: every function is safe from any thread (one connection behind
+ * a mutex; state changes are rare).
+ */
+#ifndef FM_STORE_STATE_H
+#define FM_STORE_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct fm_state;
+
+struct fm_tombstone {
+	char topic[FM_REC_MAX_TOPIC + 1];
+	uint64_t log_offset; /* records of topic below it are dead */
+};
+
+/* Open or create path. *out is new (fm_state_close). */
+int fm_state_open(const char *path, struct fm_state **out);
+void fm_state_close(struct fm_state *s);
+
+/* Create or replace. */
+int fm_state_topic_put(struct fm_state *s, const struct fm_topic_conf *tc);
+/* -FM_E_NOT_FOUND when absent. */
+int fm_state_topic_get(
+    struct fm_state *s, const char *name, struct fm_topic_conf *tc);
+/* *out is a new array of *n topics sorted by name (free()). */
+int fm_state_topic_list(
+    struct fm_state *s, struct fm_topic_conf **out, size_t *n);
+/* In one transaction: add the tombstone (name, log_offset) and delete the
+ * topic row. *existed tells whether the row was there. */
+int fm_state_topic_delete(
+    struct fm_state *s, const char *name, uint64_t log_offset, int *existed);
+
+/* *out is a new array of every tombstone (free()). */
+int fm_state_tombstones(
+    struct fm_state *s, struct fm_tombstone **out, size_t *n);
+/* Forget tombstones below log_offset (their records are gone). */
+int fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset);
+
+#endif
