@@ -20,16 +20,16 @@
 #include "store/record.h"
 #include "store/store.h"
 
-#define FM_MSGID_LEN 32       /* hex characters, without the NUL */
-#define FM_PULL_MAX 1024      /* most messages one pull or query returns */
-#define FM_BATCH_MAX 10000    /* most messages in one publish */
+#define FM_MSGID_LEN 32 /* hex characters, without the NUL */
+#define FM_PULL_MAX 1024 /* most messages one pull or query returns */
+#define FM_BATCH_MAX 10000 /* most messages in one publish */
 
 struct fm_broker;
 
 /* Open the node described by cfg (borrowed; must outlive the broker).
  * *out is new (fm_broker_close). */
-int fm_broker_open(const struct fm_config *cfg, struct fm_broker **out,
-    char **cause);
+int fm_broker_open(
+    const struct fm_config *cfg, struct fm_broker **out, char **cause);
 /* Fires every waiter with FM_WAKE_SHUTDOWN, stops threads, closes the store. */
 void fm_broker_close(struct fm_broker *b);
 
@@ -42,7 +42,7 @@ int fm_broker_check_topic_name(const char *name, char **cause);
 /* ---- publishing ---- */
 
 struct fm_prop {
-	const char *name;  /* borrowed */
+	const char *name; /* borrowed */
 	const char *value; /* borrowed */
 };
 
@@ -50,13 +50,13 @@ struct fm_prop {
 struct fm_pub_msg {
 	const void *body;
 	size_t body_len;
-	const char *tag;              /* NULL or "" for none */
-	const char *const *keys;      /* nkeys NUL-terminated keys */
+	const char *tag; /* NULL or "" for none */
+	const char *const *keys; /* nkeys NUL-terminated keys */
 	size_t nkeys;
 	const struct fm_prop *props;
 	size_t nprops;
-	const char *sharding_key;     /* NULL: round robin over queues */
-	int64_t deliver_at;           /* epoch ms, 0 = at once */
+	const char *sharding_key; /* NULL: round robin over queues */
+	int64_t deliver_at; /* epoch ms, 0 = at once */
 };
 
 struct fm_pub_result {
@@ -87,19 +87,22 @@ struct fm_message {
 struct fm_msg_list {
 	struct fm_message *items; /* owned */
 	size_t n;
-	struct fm_buf *bufs;      /* owned: record bytes, one buf per item */
+	struct fm_buf *bufs; /* owned: record bytes, one buf per item */
 	size_t cap;
 };
 
-#define FM_MSG_LIST_INIT {NULL, 0, NULL, 0}
+#define FM_MSG_LIST_INIT \
+	{ \
+		NULL, 0, NULL, 0 \
+	}
 
 void fm_msg_list_free(struct fm_msg_list *l);
 
 struct fm_pull_result {
 	struct fm_msg_list msgs;
 	uint64_t next_offset; /* where the next pull should start */
-	uint64_t min_offset;  /* oldest retained offset of the queue */
-	uint64_t max_offset;  /* next offset to be written */
+	uint64_t min_offset; /* oldest retained offset of the queue */
+	uint64_t max_offset; /* next offset to be written */
 };
 
 /* Messages of one queue from offset on, at most max (1..FM_PULL_MAX).
@@ -113,8 +116,8 @@ int fm_broker_pull(struct fm_broker *b, const char *topic, uint32_t queue_id,
 int fm_broker_get_message(struct fm_broker *b, const char *msg_id,
     struct fm_msg_list *out, char **cause);
 /* Messages of topic carrying key, newest first, at most max. */
-int fm_broker_query_key(struct fm_broker *b, const char *topic,
-    const char *key, size_t max, struct fm_msg_list *out, char **cause);
+int fm_broker_query_key(struct fm_broker *b, const char *topic, const char *key,
+    size_t max, struct fm_msg_list *out, char **cause);
 /* Messages of topic stored in [begin_ms, end_ms], newest first, at most max. */
 int fm_broker_query_time(struct fm_broker *b, const char *topic,
     int64_t begin_ms, int64_t end_ms, size_t max, struct fm_msg_list *out,
@@ -139,8 +142,8 @@ struct fm_watch;
  * fires at once (possibly before this returns). Returns a handle, borrowed:
  * valid until cb has run. */
 struct fm_watch *fm_broker_watch(struct fm_broker *b, const char *topic,
-    uint32_t queue_id, uint64_t offset, int64_t deadline_mono_ms,
-    fm_wake_fn cb, void *arg);
+    uint32_t queue_id, uint64_t offset, int64_t deadline_mono_ms, fm_wake_fn cb,
+    void *arg);
 /* Cancel: returns 1 if removed before firing (cb will not run), 0 if cb
  * has run or is running. */
 int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
@@ -152,15 +155,14 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
 
 /* Create or update (idempotent). queues 1..1024; perm as FM_PERM_* bits.
  * *created is set to 1 when the topic did not exist. */
-int fm_broker_topic_put(struct fm_broker *b, const char *name,
-    uint32_t queues, uint32_t perm, int *created, char **cause);
+int fm_broker_topic_put(struct fm_broker *b, const char *name, uint32_t queues,
+    uint32_t perm, int *created, char **cause);
 int fm_broker_topic_get(struct fm_broker *b, const char *name,
     struct fm_topic_conf *out, char **cause);
 /* *out is a new array (free()) sorted by name. */
-int fm_broker_topic_list(struct fm_broker *b, struct fm_topic_conf **out,
-    size_t *n);
-int fm_broker_topic_delete(struct fm_broker *b, const char *name,
-    char **cause);
+int fm_broker_topic_list(
+    struct fm_broker *b, struct fm_topic_conf **out, size_t *n);
+int fm_broker_topic_delete(struct fm_broker *b, const char *name, char **cause);
 /* min and max offsets of one queue (see fm_store_queue_range). */
 void fm_broker_queue_range(struct fm_broker *b, const char *topic,
     uint32_t queue_id, uint64_t *min, uint64_t *max);
@@ -168,14 +170,14 @@ void fm_broker_queue_range(struct fm_broker *b, const char *topic,
 /* ---- the node ---- */
 
 struct fm_broker_info {
-	const char *cluster;      /* borrowed from the config */
+	const char *cluster; /* borrowed from the config */
 	const char *name;
 	long id;
-	const char *role;         /* "ASYNC_MASTER", "SYNC_MASTER", "SLAVE" */
-	const char *flush;        /* "ASYNC_FLUSH", "SYNC_FLUSH" */
-	const char *version;      /* PACKAGE_VERSION */
-	char addr[128];           /* "http://brokerIP1:listenPort" */
-	int64_t started_ms;       /* epoch ms */
+	const char *role; /* "ASYNC_MASTER", "SYNC_MASTER", "SLAVE" */
+	const char *flush; /* "ASYNC_FLUSH", "SYNC_FLUSH" */
+	const char *version; /* PACKAGE_VERSION */
+	char addr[128]; /* "http://brokerIP1:listenPort" */
+	int64_t started_ms; /* epoch ms */
 	struct fm_store_stats store;
 };
 void fm_broker_info(struct fm_broker *b, struct fm_broker_info *out);
@@ -186,7 +188,7 @@ struct fm_broker_metrics {
 	uint64_t published_bytes;
 	uint64_t publish_errors;
 	uint64_t pulled_msgs;
-	uint64_t waiters;          /* watches currently parked */
+	uint64_t waiters; /* watches currently parked */
 	size_t topics;
 };
 void fm_broker_metrics(struct fm_broker *b, struct fm_broker_metrics *out);
@@ -196,10 +198,10 @@ void fm_broker_metrics(struct fm_broker *b, struct fm_broker_metrics *out);
 #define FM_ROUTE_MAX_ADDRS 8
 
 struct fm_route_addr {
-	long broker_id;             /* 0 is the master */
-	char addr[128];             /* "http://host:port" */
-	int64_t last_heartbeat_ms;  /* epoch ms */
-	int alive;                  /* heard from within the expiry (120 s) */
+	long broker_id; /* 0 is the master */
+	char addr[128]; /* "http://host:port" */
+	int64_t last_heartbeat_ms; /* epoch ms */
+	int alive; /* heard from within the expiry (120 s) */
 };
 
 struct fm_route_broker {
@@ -217,8 +219,8 @@ struct fm_route_queue {
 };
 
 /* Every broker this node knows (itself included). *out is new (free()). */
-int fm_broker_routes(struct fm_broker *b, struct fm_route_broker **out,
-    size_t *n);
+int fm_broker_routes(
+    struct fm_broker *b, struct fm_route_broker **out, size_t *n);
 /* RocketMQ's TopicRouteData: the brokers holding topic and its queues
  * there. Both arrays are new (free()). -FM_E_NOT_FOUND if no broker has it. */
 int fm_broker_topic_route(struct fm_broker *b, const char *topic,

@@ -1,0 +1,304 @@
+/*
+ * publish.c - fm_broker_publish: validate a batch, pick queues, encode
+ * keys and properties, and store the batch as one atomic append.
+ *
+ * Owns the publishing rules (documented in broker.h) and the published
+ * counters. Does not own durability (the store's append blocks until the
+ * flush mode is satisfied) nor the topic cache (topics.c).
+ *
+ * Invariant: nothing is stored, not even an auto-created topic, until
+ * every message of the batch passed validation.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/xmalloc.h"
+#include "broker/internal.h"
+
+/* Tag, keys and properties of one message together, as RocketMQ caps its
+ * properties string (Short.MAX_VALUE). */
+#define META_MAX 32767u
+
+static int
+prop_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		        (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		        c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Bytes of keys ("k\0") and props ("n\0v\0") as encoded in the record. */
+static size_t
+keys_len(const struct fm_pub_msg *m)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < m->nkeys; i++)
+		len += strlen(m->keys[i]) + 1;
+	return len;
+}
+
+static size_t
+props_len(const struct fm_pub_msg *m)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < m->nprops; i++)
+		len += strlen(m->props[i].name) + strlen(m->props[i].value) + 2;
+	return len;
+}
+
+/* "message 3: " in a batch, "" for a single message. */
+static void
+msg_prefix(char *dst, size_t dstlen, size_t i, size_t n)
+{
+	if (n > 1)
+		snprintf(dst, dstlen, "message %zu: ", i + 1);
+	else
+		dst[0] = '\0';
+}
+
+static int
+check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
+    char **cause)
+{
+	char pre[40];
+	size_t tag_len = m->tag ? strlen(m->tag) : 0;
+	size_t meta;
+
+	msg_prefix(pre, sizeof(pre), i, n);
+	if (m->body_len == 0)
+		return fm_broker_fail(
+		    cause, -FM_E_INVALID, "%smessage body is empty", pre);
+	if (m->body_len > b->cfg->max_message_size)
+		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
+		    "%smessage body of %zu bytes exceeds maxMessageSize %u",
+		    pre, m->body_len, b->cfg->max_message_size);
+	if (tag_len > FM_REC_MAX_TAG)
+		return fm_broker_fail(cause, -FM_E_INVALID,
+		    "%stag is %zu bytes long (at most %u)", pre, tag_len,
+		    FM_REC_MAX_TAG);
+	if (tag_len && strchr(m->tag, '|'))
+		return fm_broker_fail(cause, -FM_E_INVALID,
+		    "%stag '%s' contains '|'", pre, m->tag);
+	for (size_t k = 0; k < m->nkeys; k++)
+		if (m->keys[k] == NULL || m->keys[k][0] == '\0')
+			return fm_broker_fail(cause, -FM_E_INVALID,
+			    "%skey %zu is empty", pre, k + 1);
+	for (size_t p = 0; p < m->nprops; p++) {
+		if (!prop_name_ok(m->props[p].name))
+			return fm_broker_fail(cause, -FM_E_INVALID,
+			    "%sproperty name '%s' is empty or has a character "
+			    "outside [A-Za-z0-9_.-]",
+			    pre, m->props[p].name);
+		if (m->props[p].value == NULL)
+			return fm_broker_fail(cause, -FM_E_INVALID,
+			    "%sproperty '%s' has no value", pre,
+			    m->props[p].name);
+	}
+	meta = tag_len + keys_len(m) + props_len(m);
+	if (meta > META_MAX)
+		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
+		    "%stag, keys and properties take %zu bytes (at most %u)",
+		    pre, meta, META_MAX);
+	if (m->deliver_at < 0)
+		return fm_broker_fail(cause, -FM_E_INVALID,
+		    "%sdeliverAt %lld is negative", pre,
+		    (long long)m->deliver_at);
+	return 0;
+}
+
+static int
+check_batch(
+    struct fm_broker *b, const struct fm_pub_msg *msgs, size_t n, char **cause)
+{
+	uint64_t total = 0;
+	int rc;
+
+	if (n == 0)
+		return fm_broker_fail(cause, -FM_E_INVALID, "no messages");
+	if (n > FM_BATCH_MAX)
+		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
+		    "batch of %zu messages (at most %d)", n, FM_BATCH_MAX);
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = check_msg(b, &msgs[i], i, n, cause)) < 0)
+			return rc;
+		total += msgs[i].body_len;
+	}
+	if (n > 1 && total > b->cfg->max_message_size)
+		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
+		    "batch bodies take %llu bytes, more than maxMessageSize %u",
+		    (unsigned long long)total, b->cfg->max_message_size);
+	return 0;
+}
+
+/* FNV-1a 64: stable across restarts and builds, so a sharding key keeps
+ * its queue as long as the queue count stays. */
+static uint64_t
+fnv1a64(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static uint32_t
+pick_queue(struct fm_btopic *t, const struct fm_pub_msg *m)
+{
+	uint32_t q = t->conf.queues;
+
+	if (m->sharding_key && m->sharding_key[0])
+		return (uint32_t)(fnv1a64(m->sharding_key) % q);
+	return atomic_fetch_add(&t->rr, 1) % q;
+}
+
+/* Keys then props of every message, one after another, in one arena so
+ * that the records can point into it. */
+static char *
+encode_meta(const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs)
+{
+	size_t total = 0, off = 0;
+	char *arena;
+
+	for (size_t i = 0; i < n; i++)
+		total += keys_len(&msgs[i]) + props_len(&msgs[i]);
+	arena = xmalloc(total ? total : 1);
+	for (size_t i = 0; i < n; i++) {
+		const struct fm_pub_msg *m = &msgs[i];
+		size_t start = off;
+
+		for (size_t k = 0; k < m->nkeys; k++) {
+			size_t len = strlen(m->keys[k]) + 1;
+
+			memcpy(arena + off, m->keys[k], len);
+			off += len;
+		}
+		recs[i].keys = arena + start;
+		recs[i].keys_len = (uint32_t)(off - start);
+		start = off;
+		for (size_t p = 0; p < m->nprops; p++) {
+			size_t nl = strlen(m->props[p].name) + 1;
+			size_t vl = strlen(m->props[p].value) + 1;
+
+			memcpy(arena + off, m->props[p].name, nl);
+			memcpy(arena + off + nl, m->props[p].value, vl);
+			off += nl + vl;
+		}
+		recs[i].props = arena + start;
+		recs[i].props_len = (uint32_t)(off - start);
+	}
+	return arena;
+}
+
+static void
+fill_records(struct fm_btopic *t, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs)
+{
+	int64_t now = fm_now_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		const struct fm_pub_msg *m = &msgs[i];
+		struct fm_record *r = &recs[i];
+
+		r->topic = topic;
+		r->topic_len = (uint16_t)strlen(topic);
+		r->tag = m->tag;
+		r->tag_len = (uint16_t)(m->tag ? strlen(m->tag) : 0);
+		r->body = m->body;
+		r->body_len = (uint32_t)m->body_len;
+		r->queue_id = pick_queue(t, m);
+		r->born_ts = now;
+		r->deliver_at = m->deliver_at;
+	}
+}
+
+static int
+store_error(struct fm_broker *b, int rc, char **cause)
+{
+	switch (rc) {
+	case -FM_E_DISK_FULL:
+		return fm_broker_fail(cause, rc,
+		    "disk usage is above diskSpaceWarningLevelRatio %.2f",
+		    b->cfg->disk_space_warning_level_ratio);
+	case -FM_E_TOO_LARGE:
+		return fm_broker_fail(cause, rc,
+		    "the batch does not fit in one commit log segment");
+	case -FM_E_NOT_WRITABLE:
+		return fm_broker_fail(cause, rc,
+		    "the commit log is read-only after an I/O error");
+	default:
+		return fm_broker_fail(
+		    cause, rc, "cannot store messages: %s", fm_err_msg(rc));
+	}
+}
+
+int
+fm_broker_publish(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    char **cause)
+{
+	struct fm_record *recs = NULL;
+	struct fm_btopic *t;
+	char *arena = NULL;
+	uint64_t bytes = 0;
+	int rc;
+
+	if ((rc = fm_broker_check_topic_name(topic, cause)) < 0)
+		goto fail;
+	if (b->cfg->broker_role == FM_ROLE_SLAVE) {
+		rc = fm_broker_fail(
+		    cause, -FM_E_NOT_WRITABLE, "broker is a slave");
+		goto fail;
+	}
+	if ((rc = check_batch(b, msgs, n, cause)) < 0)
+		goto fail;
+	if ((rc = fm_topics_acquire(b, topic, &t, cause)) < 0)
+		goto fail;
+	if (!(t->conf.perm & FM_PERM_WRITE)) {
+		rc = fm_broker_fail(cause, -FM_E_NOT_WRITABLE,
+		    "topic '%s' is not writable (perm %s)", topic,
+		    fm_perm_name(t->conf.perm));
+		fm_topics_release(b);
+		goto fail;
+	}
+	recs = xcalloc(n, sizeof(*recs));
+	arena = encode_meta(msgs, n, recs);
+	fill_records(t, topic, msgs, n, recs);
+	rc = fm_store_append(b->st, recs, n);
+	fm_topics_release(b);
+	if (rc < 0) {
+		rc = store_error(b, rc, cause);
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		fm_msgid_encode(&b->self, recs[i].log_offset, out[i].msg_id);
+		out[i].queue_id = recs[i].queue_id;
+		out[i].queue_offset = recs[i].queue_offset;
+		bytes += recs[i].body_len;
+	}
+	atomic_fetch_add(&b->published_msgs, n);
+	atomic_fetch_add(&b->published_bytes, bytes);
+	free(recs);
+	free(arena);
+	return 0;
+fail:
+	atomic_fetch_add(&b->publish_errors, 1);
+	free(recs);
+	free(arena);
+	return rc;
+}
