@@ -48,10 +48,10 @@
 struct fm_clog;
 
 struct fm_clog_options {
-	const char *dir;           /* borrowed; created if missing */
-	uint64_t segment_size;     /* bytes per segment file (>= 64 KiB) */
-	int sync_flush;            /* 1: SYNC_FLUSH, 0: ASYNC_FLUSH */
-	int flush_interval_ms;     /* ASYNC_FLUSH: flush at least this often */
+	const char *dir; /* borrowed; created if missing */
+	uint64_t segment_size; /* bytes per segment file (>= 64 KiB) */
+	int sync_flush; /* 1: SYNC_FLUSH, 0: ASYNC_FLUSH */
+	int flush_interval_ms; /* ASYNC_FLUSH: flush at least this often */
 };
 
 /* Open (and recover) the log. On success *out is new, owned by the caller
@@ -59,6 +59,9 @@ struct fm_clog_options {
 int fm_clog_open(const struct fm_clog_options *opt, struct fm_clog **out);
 /* Stop the flusher, flush, write the clean marker, free everything. */
 void fm_clog_close(struct fm_clog *log);
+/* For tests: stop threads and free without flushing or writing the clean
+ * marker, as if the process had died (the next open recovers). */
+void fm_clog_abandon(struct fm_clog *log);
 
 /* Append n records as one atomic unit. For each record the caller has set
  * every field but size, log_offset and the BATCH_MORE flag, which this
@@ -66,8 +69,8 @@ void fm_clog_close(struct fm_clog *log);
  * serialises appends. *end receives the offset just after the last
  * record. Returns 0, -FM_E_TOO_LARGE (does not fit in one segment),
  * -FM_E_NOSPC, -FM_E_IO or -FM_E_NOT_WRITABLE. */
-int fm_clog_append(struct fm_clog *log, struct fm_record *recs, size_t n,
-    uint64_t *end);
+int fm_clog_append(
+    struct fm_clog *log, struct fm_record *recs, size_t n, uint64_t *end);
 /* Block until everything below end is on disk (SYNC_FLUSH) or return at
  * once (ASYNC_FLUSH). Returns 0 or -FM_E_IO when the flush failed. */
 int fm_clog_wait_durable(struct fm_clog *log, uint64_t end);
@@ -81,8 +84,8 @@ int fm_clog_read(struct fm_clog *log, uint64_t offset, struct fm_buf *buf,
     struct fm_record *rec);
 /* Like fm_clog_read, for sequential scans: skips blank fillers, sets *next
  * to the offset after the record. Returns -FM_E_NOT_FOUND at write_offset. */
-int fm_clog_read_next(struct fm_clog *log, uint64_t offset,
-    struct fm_buf *buf, struct fm_record *rec, uint64_t *next);
+int fm_clog_read_next(struct fm_clog *log, uint64_t offset, struct fm_buf *buf,
+    struct fm_record *rec, uint64_t *next);
 
 uint64_t fm_clog_min_offset(struct fm_clog *log);
 uint64_t fm_clog_write_offset(struct fm_clog *log);
@@ -97,7 +100,7 @@ int64_t fm_clog_oldest_ts(struct fm_clog *log);
 /* Delete up to max_files of the oldest segments whose newest record was
  * stored before older_than_ms (epoch ms); never the segment being written.
  * Returns how many were deleted. */
-int fm_clog_delete_expired(struct fm_clog *log, int64_t older_than_ms,
-    int max_files);
+int fm_clog_delete_expired(
+    struct fm_clog *log, int64_t older_than_ms, int max_files);
 
 #endif

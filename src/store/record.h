@@ -37,34 +37,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FM_REC_MAGIC 0x464d5131u       /* "1QMF" */
+#define FM_REC_MAGIC 0x464d5131u /* "1QMF" */
 #define FM_REC_BLANK_MAGIC 0x464d5142u /* "BQMF" */
 #define FM_REC_HEADER_SIZE 80u
 #define FM_REC_MAX_TOPIC 127u
 #define FM_REC_MAX_TAG 255u
 
 /* Record flags. */
-#define FM_REC_F_BATCH_MORE 0x1u /* more records of the same atomic batch follow */
+#define FM_REC_F_BATCH_MORE \
+	0x1u /* more records of the same atomic batch follow */
 
 struct fm_record {
-	uint32_t size;            /* total_size; set by encode/decode */
-	uint32_t flags;           /* FM_REC_F_* */
-	uint64_t log_offset;      /* set by the commit log at append */
-	uint64_t queue_offset;    /* set by the store at append */
+	uint32_t size; /* total_size; set by encode/decode */
+	uint32_t flags; /* FM_REC_F_* */
+	uint64_t log_offset; /* set by the commit log at append */
+	uint64_t queue_offset; /* set by the store at append */
 	uint32_t queue_id;
 	uint32_t reconsume_times;
-	int64_t born_ts;          /* epoch ms */
-	int64_t store_ts;         /* epoch ms, set by the store at append */
-	int64_t deliver_at;       /* epoch ms, 0 = at once */
-	const char *topic;        /* borrowed, topic_len bytes, not NUL-terminated */
+	int64_t born_ts; /* epoch ms */
+	int64_t store_ts; /* epoch ms, set by the store at append */
+	int64_t deliver_at; /* epoch ms, 0 = at once */
+	const char *topic; /* borrowed, topic_len bytes, not NUL-terminated */
 	uint16_t topic_len;
-	const char *tag;          /* borrowed, may be NULL when tag_len == 0 */
+	const char *tag; /* borrowed, may be NULL when tag_len == 0 */
 	uint16_t tag_len;
-	const char *keys;         /* borrowed, "k1\0k2\0" */
+	const char *keys; /* borrowed, "k1\0k2\0" */
 	uint32_t keys_len;
-	const char *props;        /* borrowed, "name\0value\0..." */
+	const char *props; /* borrowed, "name\0value\0..." */
 	uint32_t props_len;
-	const void *body;         /* borrowed */
+	const void *body; /* borrowed */
 	uint32_t body_len;
 };
 
