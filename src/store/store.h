@@ -27,7 +27,8 @@
  * queue's entries are in log order and a rebuild gives the same offsets.
  *
  * Threads: every function is safe to call from any thread. fm_store_append
- * blocks until the records are as durable as the flush mode promises.
+ * blocks until the records are as durable as the flush mode promises and
+ * dispatched (readable through fm_store_cq_read, fm_store_find_key).
  * The notify hook runs on the dispatcher thread and must not block.
  */
 #ifndef FM_STORE_STORE_H
@@ -59,6 +60,7 @@ struct fm_store_options {
 	                                it appends fail with -FM_E_DISK_FULL */
 	fm_store_notify_fn notify; /* may be NULL */
 	void *notify_arg;
+	int housekeeping_ms; /* disk check and retention period; 0 = 10 s */
 };
 
 /* Open, recover and start the store's threads. *out is new (fm_store_close). */
@@ -134,5 +136,13 @@ struct fm_store_stats {
 	uint64_t appended_records; /* since start */
 };
 void fm_store_stats(struct fm_store *st, struct fm_store_stats *out);
+
+/* Run one housekeeping pass now, as if the clock read now_ms: disk check,
+ * retention of segments stored before now_ms - file_reserved_hours, and
+ * the consume queue and key rows below the log's new min offset. */
+void fm_store_housekeep(struct fm_store *st, int64_t now_ms);
+/* For crash tests: stop the threads and free everything without the final
+ * index commit, as if the process had died after its last fdatasync. */
+void fm_store_abandon(struct fm_store *st);
 
 #endif
