@@ -602,6 +602,21 @@ has_control(const char *s)
 	return 0;
 }
 
+/* A copy of len bytes at s fit to quote in a one-line message: control
+ * characters become '?'. New. */
+static char *
+printable(const char *s, size_t len)
+{
+	char *p = xstrndup(s, len);
+	size_t i;
+
+	for (i = 0; p[i] != '\0'; i++) {
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			p[i] = '?';
+	}
+	return p;
+}
+
 void
 fm_config_defaults(struct fm_config *cfg)
 {
@@ -632,7 +647,7 @@ fm_config_set(
 	k = span_trim(key, &klen);
 	d = find_key(k, klen);
 	if (d == NULL) {
-		name = xstrndup(k, klen);
+		name = printable(k, klen);
 		rc = unknown_key(name, cause);
 		goto out;
 	}
@@ -657,16 +672,21 @@ static int
 load_line(struct fm_config *cfg, char *line, char **why)
 {
 	const char *k;
-	char *eq;
+	char *eq, *shown;
 	size_t klen, len;
+	int rc;
 
 	k = span_trim(line, &len);
 	if (len == 0 || *k == '#')
 		return 0;
 	eq = strchr(k, '=');
-	if (eq == NULL)
-		return fail(why, "missing '=' in '%.*s' (expected key=value)",
-		    (int)len, k);
+	if (eq == NULL) {
+		shown = printable(k, len);
+		rc = fail(
+		    why, "missing '=' in '%s' (expected key=value)", shown);
+		free(shown);
+		return rc;
+	}
 	*eq = '\0';
 	span_trim(k, &klen);
 	if (klen == 0)

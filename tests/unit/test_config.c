@@ -422,6 +422,11 @@ test_file_errors(void **state)
 	EXPECT_FILE_ERROR(
 	    "\n\nlistenPort=abc\r\n", "3: listenPort: 'abc' is not a number");
 	EXPECT_FILE_ERROR("lstenPort=1\n", "1: unknown key 'lstenPort'");
+	EXPECT_FILE_ERROR("a\x01"
+	                  "b=1\n",
+	    "1: unknown key 'a?b'");
+	EXPECT_FILE_ERROR(
+	    "listenPort\t9000\n", "1: missing '=' in 'listenPort?9000'");
 	EXPECT_FILE_ERROR("# x\n  = 5\n", "2: missing key before '='");
 	EXPECT_FILE_ERROR("brokerName=a\0b\n", "1: line contains a NUL byte");
 	EXPECT_FILE_ERROR("listenPort=1\nbrokerRole=BOSS", "2: brokerRole");
@@ -692,6 +697,51 @@ test_validate(void **state)
 	fm_config_free(&cfg);
 }
 
+/* Files of random lines built from the bytes that matter to the parser:
+ * every load either succeeds or fails with a cause, and never crashes or
+ * leaks (the sanitizer build checks the latter). Seeded: deterministic. */
+static void
+test_file_garbage(void **state)
+{
+	static const char alphabet[] = "=#\n\r\t \x01\xef\xbb\xbf"
+	                               "listenPortbrokerRole0123456789.:;-[]";
+	static const char *const keys[] = {"listenPort", "brokerRole",
+	    "namesrvAddr", "diskSpaceWarningLevelRatio", "logLevel"};
+	struct fm_config cfg;
+	char text[512], *cause;
+	unsigned seed = 12345;
+	size_t round, i, n;
+	int rc;
+
+	for (round = 0; round < 500; round++) {
+		n = 0;
+		while (n < sizeof text - 32) {
+			seed = seed * 1103515245u + 12345u;
+			if ((seed >> 16) % 8 == 0)
+				n += (size_t)snprintf(text + n, sizeof text - n,
+				    "\n%s=", keys[(seed >> 20) % 5]);
+			else
+				text[n++] = alphabet[(seed >> 16) %
+				    (sizeof alphabet - 1)];
+		}
+		write_file(text, n);
+		cause = NULL;
+		fm_config_defaults(&cfg);
+		rc = fm_config_load_file(&cfg, tmpfile_path, &cause);
+		if (rc == 0) {
+			assert_null(cause);
+		} else {
+			assert_int_equal(rc, -FM_E_INVALID);
+			assert_non_null(cause);
+			assert_non_null(strstr(cause, tmpfile_path));
+		}
+		for (i = 0; cause != NULL && cause[i] != '\0'; i++)
+			assert_true((unsigned char)cause[i] >= 0x20);
+		free(cause);
+		fm_config_free(&cfg);
+	}
+}
+
 int
 main(void)
 {
@@ -705,6 +755,7 @@ main(void)
 	    cmocka_unit_test(test_unknown_key),
 	    cmocka_unit_test(test_file),
 	    cmocka_unit_test(test_file_errors),
+	    cmocka_unit_test(test_file_garbage),
 	    cmocka_unit_test(test_later_wins),
 	    cmocka_unit_test(test_print_reload),
 	    cmocka_unit_test(test_sample_file),
