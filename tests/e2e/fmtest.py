@@ -110,10 +110,11 @@ class Tap:
             print("not ok %d - %s" % (self.n, desc), flush=True)
             if diag is not None:
                 self.diag(diag)
-            for d in _daemons:
-                if d.proc is not None or d.starts:
-                    self.diag("daemon %s stderr (tail):" % d.name)
-                    self.diag(d.stderr_tail(15))
+            if self.failed <= 5:  # enough context without drowning the log
+                for d in _daemons:
+                    if d.starts:
+                        self.diag("daemon %s stderr (tail):" % d.name)
+                        self.diag(d.stderr_tail(15))
             return False
 
     def eq(self, got, want, desc):
