@@ -29,18 +29,22 @@
 int
 fm_broker_fail(char **cause, int err, const char *fmt, ...)
 {
-	va_list ap;
+	va_list ap, ap2;
+	int len;
 
 	if (cause == NULL)
 		return err;
-	free(*cause);
-	*cause = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(cause, fmt, ap) < 0)
-		*cause = NULL;
-	va_end(ap);
-	if (*cause == NULL)
+	va_copy(ap2, ap);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	if (len < 0) {
 		*cause = xstrdup(fm_err_msg(err));
+	} else {
+		*cause = xmalloc((size_t)len + 1);
+		vsnprintf(*cause, (size_t)len + 1, fmt, ap2);
+	}
+	va_end(ap2);
+	va_end(ap);
 	return err;
 }
 

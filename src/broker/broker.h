@@ -65,7 +65,26 @@ struct fm_pub_result {
 	uint64_t queue_offset;
 };
 
-/* Publish n messages to topic as one atomic unit (all stored or none),
+/* Publishing rules (RocketMQ's where it has one), all checked before
+ * anything is stored, an auto-created topic included:
+ *  - 1 <= n <= FM_BATCH_MAX, else -FM_E_INVALID / -FM_E_TOO_LARGE;
+ *  - body: 1..maxMessageSize bytes (empty: -FM_E_INVALID, larger:
+ *    -FM_E_TOO_LARGE); a batch's bodies together <= maxMessageSize;
+ *  - tag: none, or at most 255 bytes without '|' (tag expressions use
+ *    "a||b");
+ *  - keys: each non-empty; properties: names non-empty [A-Za-z0-9_.-],
+ *    values any string; tag + keys + properties of one message, encoded,
+ *    at most 32767 bytes (-FM_E_TOO_LARGE);
+ *  - deliver_at >= 0 (stored; delayed delivery is the delay work's);
+ *  - brokerRole SLAVE: -FM_E_NOT_WRITABLE "broker is a slave"; a topic
+ *    without FM_PERM_WRITE: -FM_E_NOT_WRITABLE.
+ * Queue: sharding_key (non-empty) -> FNV-1a 64 of it modulo the queue
+ * count (same key, same queue, across restarts while the count stays);
+ * otherwise round robin per topic, message by message.
+ * Causes in a batch start with "message N: " (N from 1).
+ * Each failed call counts once in fm_broker_metrics.publish_errors.
+ *
+ * Publish n messages to topic as one atomic unit (all stored or none),
  * creating the topic when autoCreateTopicEnable allows. out has n slots.
  * Returns once the messages are as durable as flushDiskType and
  * brokerRole promise. Errors: -FM_E_INVALID (bad name, bad message),

@@ -44,7 +44,9 @@ struct fm_broker {
 	atomic_uint_fast64_t pulled_msgs;
 };
 
-/* Set *cause (when wanted) to a new formatted string; returns err. */
+/* Set *cause (when wanted) to a new formatted string; returns err. Each
+ * failing path sets it once: whatever *cause held is not freed, as callers
+ * may pass an uninitialised pointer. */
 int fm_broker_fail(char **cause, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
