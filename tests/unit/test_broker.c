@@ -9,6 +9,8 @@
  * after fm_broker_publish returns. Tests wait for that with a watch
  * (wait_readable), never with a blind sleep.
  */
+#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
