@@ -1,0 +1,101 @@
+/*
+ * http.h - what the parts of the HTTP front end share: the server object,
+ * the per-request context, the handler contract and the request helpers.
+ * Private to src/http; the rest of ferrymq sees only server.h.
+ *
+ * Handler contract: a handler reads r (route params, query arguments,
+ * headers, the whole body), then either fills the reply (r->status,
+ * r->ctype, r->out, optional headers) and returns FM_H_DONE, or parks the
+ * request with fm_req_park and returns FM_H_PARKED; it is then called
+ * again after the wake, with r->woken set, and must answer or park again.
+ * Handlers never touch MHD responses: server.c queues the reply, after the
+ * first access-handler call (see FACTS.md on "queued early").
+ */
+#ifndef FM_HTTP_HTTP_H
+#define FM_HTTP_HTTP_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "base/buf.h"
+#include "base/config.h"
+#include "broker/broker.h"
+#include "http/router.h"
+
+#define FM_H_DONE 0
+#define FM_H_PARKED 1
+
+struct fm_ticket;
+
+struct fm_http {
+	const struct fm_config *cfg; /* borrowed */
+	struct fm_broker *b; /* borrowed */
+	struct MHD_Daemon *d; /* owned */
+	char *web_root; /* owned: directory of the console files */
+	pthread_mutex_t lock; /* guards parked, stopping, draining */
+	pthread_cond_t cond; /* signalled when parked or draining shrink */
+	struct fm_req *parked; /* requests suspended in a broker watch */
+	int stopping; /* set by fm_http_stop: no new parking */
+	size_t draining; /* woken requests not yet completed */
+};
+
+struct fm_req {
+	struct fm_http *h; /* borrowed */
+	struct MHD_Connection *conn; /* borrowed from MHD */
+	const char *method; /* borrowed from MHD */
+	struct fm_route_match m; /* route and its params */
+	enum fm_route_status route;
+	struct fm_buf body; /* the request body, whole on the final call */
+	size_t body_max; /* bytes accepted for this route */
+	int early_code; /* fm_http_code decided before the body, or -1 */
+	char *early_msg; /* owned: its message */
+
+	unsigned status; /* reply status */
+	const char *ctype; /* reply Content-Type, static */
+	struct fm_buf out; /* reply body */
+	const char *allow; /* Allow header (405), borrowed from m */
+	int retry_after; /* Retry-After seconds, 0 for none */
+
+	/* long-poll; all guarded by h->lock while parked */
+	struct fm_ticket *ticket; /* shared with the watch while parked */
+	struct fm_req *prev, *next; /* in h->parked */
+	int woken; /* the request has been parked and woken */
+	enum fm_wake why; /* why the last wake happened */
+	int draining; /* counted in h->draining */
+	int64_t deadline; /* fm_mono_ms deadline of the long-poll, 0 unset */
+};
+
+/* Suspend r until the queue has a message at or beyond offset, or
+ * r->deadline passes, or the server stops. Returns FM_H_PARKED. */
+int fm_req_park(
+    struct fm_req *r, const char *topic, uint32_t queue_id, uint64_t offset);
+
+/* Query argument, header, route parameter: borrowed, NULL when absent
+ * (a query argument given without '=' is ""). */
+const char *fm_req_arg(struct fm_req *r, const char *name);
+const char *fm_req_header(struct fm_req *r, const char *name);
+const char *fm_req_param(struct fm_req *r, const char *name);
+/* 1 when the request's Content-Type is application/x-ndjson. */
+int fm_req_is_ndjson(struct fm_req *r);
+
+/* ---- handlers (one table in server.c) ---- */
+int fm_h_publish(struct fm_req *r);
+int fm_h_pull(struct fm_req *r);
+int fm_h_query(struct fm_req *r);
+int fm_h_get_message(struct fm_req *r);
+int fm_h_topic_put(struct fm_req *r);
+int fm_h_topic_get(struct fm_req *r);
+int fm_h_topic_delete(struct fm_req *r);
+int fm_h_topic_list(struct fm_req *r);
+int fm_h_group_list(struct fm_req *r);
+int fm_h_broker(struct fm_req *r);
+int fm_h_healthz(struct fm_req *r);
+int fm_h_metrics(struct fm_req *r);
+int fm_h_routes(struct fm_req *r);
+int fm_h_topic_route(struct fm_req *r);
+int fm_h_static(struct fm_req *r);
+
+#endif

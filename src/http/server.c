@@ -1,0 +1,573 @@
+/*
+ * server.c - the libmicrohttpd daemon: listening socket, per-request
+ * context, body accumulation with caps, the route table, queuing replies,
+ * and the suspend/resume plumbing of long-polls.
+ *
+ * Owns: struct fm_http, every struct fm_req (created on the first access
+ * handler call, freed in the completed callback) and the tickets shared
+ * with broker watches. Does not own: what a route does (h_*.c), JSON
+ * (codec.c), the error table (reply.c).
+ *
+ * Request flow, one MHD access-handler call per row:
+ *
+ *   call                    what happens
+ *   ----------------------  ---------------------------------------------
+ *   first (headers only)    route, smuggling and Content-Length checks;
+ *                           an error is only remembered (never queued
+ *                           here: MHD would then close keep-alive
+ *                           connections, FACTS.md "queued early")
+ *   with upload data        append to the body up to body_max, or
+ *                           discard once an error is remembered
+ *   final (size 0)          answer the remembered error, or run the
+ *                           handler; it answers or parks (suspends)
+ *   after a resume          the handler runs again with r->woken set
+ *
+ * Parking, race-free: a ticket {h, r, state} is shared between the
+ * request and its broker watch. The connection is suspended *before*
+ * the watch exists, so a wake that fires at once (even inside
+ * fm_broker_watch) resumes a suspended connection and is never lost.
+ *
+ *   ticket state  event                      move (by whom)
+ *   ------------  -------------------------  ---------------------------
+ *   ATTACHED      watch fires                -> FIRED: on_wake unlinks r,
+ *                                            resumes it, frees the ticket
+ *   ATTACHED      fm_http_stop               -> DETACHED: stop unlinks r
+ *                                            and resumes it
+ *   DETACHED      watch fires (at the latest  on_wake frees the ticket,
+ *                 in fm_broker_close)         touching nothing else
+ *
+ * The compare-and-swap on state decides which side resumes; the watch
+ * callback is the only one that frees the ticket, since the broker calls
+ * it exactly once and we never unwatch.
+ *
+ * Invariants: a parked request is in h->parked and suspended; a request
+ * never completes while parked; fm_http_stop resumes every parked request
+ * and waits (bounded) for the woken ones to be answered before
+ * MHD_stop_daemon, because suspended connections never time out.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/xmalloc.h"
+#include "http/http.h"
+#include "http/reply.h"
+#include "http/server.h"
+
+#ifndef FERRYMQ_WEBDIR
+#define FERRYMQ_WEBDIR "/usr/local/share/ferrymq/web"
+#endif
+#ifndef FERRYMQ_SRCWEBDIR
+#define FERRYMQ_SRCWEBDIR "web"
+#endif
+
+#define CONN_MEMORY (128 * 1024) /* bytes: big body pieces, big headers */
+#define CONN_TIMEOUT_S 60 /* idle keep-alive connections */
+#define SMALL_BODY_MAX (64 * 1024) /* any route but publish */
+#define DRAIN_MS 2000 /* how long stop waits for woken requests */
+#define LISTEN_BACKLOG 1024
+
+static const struct fm_route routes[] = {
+    {"POST", "/v1/topics/{topic}/messages", fm_h_publish},
+    {"GET", "/v1/topics/{topic}/messages", fm_h_query},
+    {"GET", "/v1/topics/{topic}/queues/{queueId}/messages", fm_h_pull},
+    {"PUT", "/v1/topics/{topic}", fm_h_topic_put},
+    {"GET", "/v1/topics/{topic}", fm_h_topic_get},
+    {"DELETE", "/v1/topics/{topic}", fm_h_topic_delete},
+    {"GET", "/v1/topics", fm_h_topic_list},
+    {"GET", "/v1/messages/{msgId}", fm_h_get_message},
+    {"GET", "/v1/groups", fm_h_group_list},
+    {"GET", "/v1/broker", fm_h_broker},
+    {"GET", "/healthz", fm_h_healthz},
+    {"GET", "/metrics", fm_h_metrics},
+    {"GET", "/routes", fm_h_routes},
+    {"GET", "/routes/{topic}", fm_h_topic_route},
+    {"GET", "/", fm_h_static},
+    {"GET", "/{file}", fm_h_static},
+};
+
+enum { TICKET_ATTACHED, TICKET_FIRED, TICKET_DETACHED };
+
+struct fm_ticket {
+	struct fm_http *h; /* valid while ATTACHED or FIRED */
+	struct fm_req *r; /* valid while ATTACHED or FIRED */
+	atomic_int state; /* TICKET_* */
+};
+
+/* ---- request helpers ---- */
+
+const char *
+fm_req_arg(struct fm_req *r, const char *name)
+{
+	const char *v = NULL;
+	size_t len = 0;
+
+	if (MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, name,
+	        strlen(name), &v, &len) != MHD_YES)
+		return NULL;
+	return v != NULL ? v : "";
+}
+
+const char *
+fm_req_header(struct fm_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+fm_req_param(struct fm_req *r, const char *name)
+{
+	return fm_route_param(&r->m, name);
+}
+
+int
+fm_req_is_ndjson(struct fm_req *r)
+{
+	static const char want[] = "application/x-ndjson";
+	const char *ct = fm_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+
+	if (ct == NULL || strncasecmp(ct, want, sizeof(want) - 1) != 0)
+		return 0;
+	ct += sizeof(want) - 1;
+	return *ct == '\0' || *ct == ';' || *ct == ' ';
+}
+
+/* ---- parking ---- */
+
+static void
+park_link(struct fm_http *h, struct fm_req *r)
+{
+	r->prev = NULL;
+	r->next = h->parked;
+	if (h->parked != NULL)
+		h->parked->prev = r;
+	h->parked = r;
+}
+
+static void
+park_unlink(struct fm_http *h, struct fm_req *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		h->parked = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+}
+
+/* Under h->lock: r leaves the parked list and will be answered. */
+static void
+wake_locked(struct fm_http *h, struct fm_req *r, enum fm_wake why)
+{
+	park_unlink(h, r);
+	r->ticket = NULL;
+	r->woken = 1;
+	r->why = why;
+	r->draining = 1;
+	h->draining++;
+	MHD_resume_connection(r->conn);
+	pthread_cond_broadcast(&h->cond);
+}
+
+static void
+on_wake(void *arg, enum fm_wake why)
+{
+	struct fm_ticket *t = arg;
+	int expected = TICKET_ATTACHED;
+
+	if (atomic_compare_exchange_strong(
+	        &t->state, &expected, TICKET_FIRED)) {
+		struct fm_http *h = t->h;
+
+		pthread_mutex_lock(&h->lock);
+		wake_locked(h, t->r, why);
+		pthread_mutex_unlock(&h->lock);
+	}
+	free(t);
+}
+
+int
+fm_req_park(
+    struct fm_req *r, const char *topic, uint32_t queue_id, uint64_t offset)
+{
+	struct fm_http *h = r->h;
+	struct fm_ticket *t = xcalloc(1, sizeof(*t));
+
+	MHD_suspend_connection(r->conn);
+	pthread_mutex_lock(&h->lock);
+	if (r->draining) {
+		r->draining = 0;
+		h->draining--;
+	}
+	if (h->stopping) {
+		r->woken = 1;
+		r->why = FM_WAKE_SHUTDOWN;
+		r->draining = 1;
+		h->draining++;
+		MHD_resume_connection(r->conn);
+		pthread_mutex_unlock(&h->lock);
+		free(t);
+		return FM_H_PARKED;
+	}
+	t->h = h;
+	t->r = r;
+	atomic_init(&t->state, TICKET_ATTACHED);
+	r->ticket = t;
+	park_link(h, r);
+	pthread_mutex_unlock(&h->lock);
+	fm_broker_watch(h->b, topic, queue_id, offset, r->deadline, on_wake, t);
+	return FM_H_PARKED;
+}
+
+/* ---- the request ---- */
+
+static void early(struct fm_req *r, enum fm_http_code code, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
+/* Remember an error found before the body was read; the first wins. */
+static void
+early(struct fm_req *r, enum fm_http_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->early_code >= 0)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&r->early_msg, fmt, ap) < 0)
+		r->early_msg = NULL;
+	va_end(ap);
+	r->early_code = (int)code;
+}
+
+static size_t
+body_max(struct fm_req *r)
+{
+	size_t max = r->h->cfg->max_message_size;
+
+	if (r->m.route->fn != fm_h_publish)
+		return SMALL_BODY_MAX;
+	return fm_req_is_ndjson(r) ? 2 * max : max;
+}
+
+static void
+check_length(struct fm_req *r)
+{
+	const char *cl = fm_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = fm_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	unsigned long long len;
+	char *end;
+
+	if (cl != NULL && te != NULL) {
+		early(r, FM_HC_BAD_REQUEST,
+		    "Content-Length and Transfer-Encoding together are "
+		    "refused");
+		return;
+	}
+	if (cl == NULL || r->route != FM_ROUTE_FOUND)
+		return;
+	errno = 0;
+	len = strtoull(cl, &end, 10);
+	if (errno == 0 && *end == '\0' && len > r->body_max)
+		early(r, FM_HC_PAYLOAD_TOO_LARGE,
+		    "request body of %llu bytes is over the limit of %zu "
+		    "bytes",
+		    len, r->body_max);
+}
+
+static struct fm_req *
+req_begin(struct fm_http *h, struct MHD_Connection *conn, const char *url,
+    const char *method)
+{
+	struct fm_req *r = xcalloc(1, sizeof(*r));
+
+	r->h = h;
+	r->conn = conn;
+	r->method = method;
+	r->early_code = -1;
+	r->status = MHD_HTTP_OK;
+	r->route = fm_router_match(
+	    routes, sizeof(routes) / sizeof(routes[0]), method, url, &r->m);
+	if (r->route == FM_ROUTE_FOUND)
+		r->body_max = body_max(r);
+	check_length(r);
+	if (r->route == FM_ROUTE_NOT_FOUND) {
+		early(r, FM_HC_NOT_FOUND, "no such resource: %s", url);
+	} else if (r->route == FM_ROUTE_BAD_METHOD) {
+		r->allow = r->m.allow;
+		early(r, FM_HC_METHOD_NOT_ALLOWED,
+		    "%s is not allowed on %s (allowed: %s)", method, url,
+		    r->m.allow);
+	}
+	return r;
+}
+
+static void
+req_body(struct fm_req *r, const char *data, size_t n)
+{
+	if (r->early_code >= 0)
+		return;
+	if (r->body.len + n > r->body_max) {
+		early(r, FM_HC_PAYLOAD_TOO_LARGE,
+		    "request body is over the limit of %zu bytes", r->body_max);
+		fm_buf_free(&r->body);
+		return;
+	}
+	fm_buf_add(&r->body, data, n);
+}
+
+static enum MHD_Result
+queue_reply(struct fm_req *r)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	size_t len;
+	char *data = fm_buf_steal(&r->out, &len);
+	char num[24];
+
+	resp =
+	    MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(data);
+		return MHD_NO;
+	}
+	if (r->ctype != NULL)
+		MHD_add_response_header(
+		    resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+	    r->m.route != NULL && r->m.route->fn == fm_h_static ? "no-cache"
+	                                                        : "no-store");
+	if (r->allow != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->retry_after > 0) {
+		snprintf(num, sizeof(num), "%d", r->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+	}
+	ret = MHD_queue_response(r->conn, r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+req_finish(struct fm_req *r)
+{
+	if (r->early_code >= 0) {
+		fm_reply_error(r, (enum fm_http_code)r->early_code, "%s",
+		    r->early_msg != NULL ? r->early_msg : "bad request");
+	} else if (r->m.route->fn(r) == FM_H_PARKED) {
+		return MHD_YES;
+	}
+	return queue_reply(r);
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct fm_req *r = *con_cls;
+
+	if (r == NULL) {
+		*con_cls = req_begin(cls, conn, url, method);
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		req_body(r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return req_finish(r);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct fm_http *h = cls;
+	struct fm_req *r = *con_cls;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&h->lock);
+	if (r->draining) {
+		h->draining--;
+		pthread_cond_broadcast(&h->cond);
+	}
+	pthread_mutex_unlock(&h->lock);
+	fm_route_match_free(&r->m);
+	fm_buf_free(&r->body);
+	fm_buf_free(&r->out);
+	free(r->early_msg);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	fm_warn("http: %s", line);
+}
+
+/* ---- start and stop ---- */
+
+static int
+listen_socket(const struct fm_config *cfg, int *out, char **cause)
+{
+	struct sockaddr_in sa;
+	int fd = -1, one = 1, err;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)cfg->listen_port);
+	if (inet_pton(AF_INET, cfg->listen_address, &sa.sin_addr) != 1) {
+		xasprintf(cause, "listenAddress '%s' is not an IPv4 address",
+		    cfg->listen_address);
+		return -FM_E_INVALID;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0)
+		goto fail;
+	*out = fd;
+	return 0;
+fail:
+	err = errno;
+	xasprintf(cause, "cannot listen on %s:%d: %s", cfg->listen_address,
+	    cfg->listen_port, strerror(err));
+	if (fd >= 0)
+		close(fd);
+	return fm_err_from_errno(err);
+}
+
+static int
+is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* cfg->web_root when set, else the installed files, else the source
+ * tree's (running from the build tree). */
+static int
+web_root(const struct fm_config *cfg, char **out, char **cause)
+{
+	if (cfg->web_root != NULL && cfg->web_root[0] != '\0') {
+		if (!is_dir(cfg->web_root)) {
+			xasprintf(cause, "webRoot '%s' is not a directory",
+			    cfg->web_root);
+			return -FM_E_INVALID;
+		}
+		*out = xstrdup(cfg->web_root);
+		return 0;
+	}
+	*out = xstrdup(
+	    is_dir(FERRYMQ_WEBDIR) ? FERRYMQ_WEBDIR : FERRYMQ_SRCWEBDIR);
+	return 0;
+}
+
+static void
+http_free(struct fm_http *h)
+{
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->lock);
+	free(h->web_root);
+	free(h);
+}
+
+int
+fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
+    struct fm_http **out, char **cause)
+{
+	struct fm_http *h = xcalloc(1, sizeof(*h));
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+	int fd = -1, err;
+
+	h->cfg = cfg;
+	h->b = b;
+	pthread_mutex_init(&h->lock, NULL);
+	fm_cond_init_monotonic(&h->cond);
+	if ((err = web_root(cfg, &h->web_root, cause)) != 0 ||
+	    (err = listen_socket(cfg, &fd, cause)) != 0)
+		goto fail;
+	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+	    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)cfg->http_thread_pool_nums, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
+	if (h->d == NULL) {
+		xasprintf(cause, "cannot start the HTTP server on %s:%d",
+		    cfg->listen_address, cfg->listen_port);
+		err = -FM_E_IO;
+		goto fail;
+	}
+	fm_info("http: listening on http://%s:%d/ (console files in %s)",
+	    cfg->listen_address, cfg->listen_port, h->web_root);
+	*out = h;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	http_free(h);
+	*out = NULL;
+	return err;
+}
+
+/* Detach and resume every parked request, then wait until the watches
+ * that fired concurrently have resumed theirs and the woken requests have
+ * been answered (bounded by DRAIN_MS). */
+static void
+drain(struct fm_http *h)
+{
+	struct timespec ts;
+
+	fm_deadline_ts(&ts, DRAIN_MS);
+	pthread_mutex_lock(&h->lock);
+	h->stopping = 1;
+	for (struct fm_req *r = h->parked, *next; r != NULL; r = next) {
+		int expected = TICKET_ATTACHED;
+
+		next = r->next;
+		if (atomic_compare_exchange_strong(
+		        &r->ticket->state, &expected, TICKET_DETACHED))
+			wake_locked(h, r, FM_WAKE_SHUTDOWN);
+	}
+	while (h->parked != NULL)
+		pthread_cond_wait(&h->cond, &h->lock);
+	while (h->draining > 0)
+		if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&h->lock);
+}
+
+void
+fm_http_stop(struct fm_http *h)
+{
+	if (h == NULL)
+		return;
+	drain(h);
+	MHD_stop_daemon(h->d);
+	http_free(h);
+}
