@@ -953,6 +953,8 @@ fm_store_abandon(struct fm_store *st)
 	if (st == NULL)
 		return;
 	stop_threads(st);
+	fm_clog_abandon(st->log);
+	st->log = NULL;
 	destroy(st);
 }
 
