@@ -255,13 +255,18 @@ marker_read(
     struct fm_clog *log, const char *name, uint32_t magic, uint64_t *offset)
 {
 	unsigned char m[16];
+	struct stat st;
 	int fd, rc;
 
 	fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -FM_E_NOT_FOUND
 		                       : fm_err_from_errno(errno);
-	rc = read_full(fd, m, sizeof m, 0);
+	/* An empty file was created but never written: as good as absent. */
+	if (fstat(fd, &st) == 0 && st.st_size == 0)
+		rc = -FM_E_NOT_FOUND;
+	else
+		rc = read_full(fd, m, sizeof m, 0);
 	if (rc == 0)
 		rc = marker_decode(m, magic, offset);
 	close(fd);
@@ -1101,7 +1106,7 @@ fm_clog_append(
 	uint64_t w = atomic_load(&log->write_offset), pos;
 	struct wpos wp;
 	size_t total;
-	int rc;
+	int rc, rolling;
 
 	if (atomic_load(&log->failed))
 		return -FM_E_NOT_WRITABLE;
@@ -1111,13 +1116,12 @@ fm_clog_append(
 	if (rc != 0)
 		return rc;
 	locate(log, w, &wp);
-	pos = w;
-	if (total > wp.base + log->seg_size - w)
-		pos = wp.base + log->seg_size;
+	rolling = total > wp.base + log->seg_size - w;
+	pos = rolling ? wp.base + log->seg_size : w;
 	rc = encode_batch(log, recs, n, pos, total);
 	if (rc != 0)
 		return rc;
-	if (pos != w) {
+	if (rolling) {
 		rc = roll(log, w, &wp);
 		if (rc != 0)
 			return rc;
