@@ -48,17 +48,19 @@ int
 fm_msglist_read(struct fm_broker *b, struct fm_msg_list *l, uint64_t log_offset)
 {
 	struct fm_buf buf = FM_BUF_INIT;
-	struct fm_message *m;
+	struct fm_record rec;
 	int rc;
 
-	list_reserve(l, 1);
-	m = &l->items[l->n];
-	rc = fm_store_read(b->st, log_offset, &buf, &m->rec);
+	/* Read before growing l, so that a failed read leaves l untouched
+	 * (an empty list stays unallocated). */
+	rc = fm_store_read(b->st, log_offset, &buf, &rec);
 	if (rc < 0) {
 		fm_buf_free(&buf);
 		return rc;
 	}
-	fm_msgid_encode(&b->self, log_offset, m->msg_id);
+	list_reserve(l, 1);
+	l->items[l->n].rec = rec;
+	fm_msgid_encode(&b->self, log_offset, l->items[l->n].msg_id);
 	l->bufs[l->n++] = buf;
 	return 0;
 }

@@ -29,6 +29,7 @@
 #include "base/err.h"
 #include "base/xmalloc.h"
 #include "broker/broker.h"
+#include "broker/internal.h" /* b->st, for retention */
 
 struct fx {
 	char dir[256];
@@ -65,7 +66,7 @@ setup(void **state)
 	fm_config_defaults(&f->cfg);
 	free(f->cfg.store_path_root_dir);
 	f->cfg.store_path_root_dir = xstrdup(f->dir);
-	f->cfg.mapped_file_size_commit_log = 1u << 20;
+	f->cfg.mapped_file_size_commit_log = 64u << 10;
 	f->cfg.max_message_size = 4096;
 	f->cfg.default_topic_queue_nums = 4;
 	f->cfg.listen_port = 18080;
@@ -775,6 +776,152 @@ metrics_info_routes(void **state)
 	    -FM_E_NOT_FOUND, &cause, "no route for topic 'zz'");
 }
 
+/* Retention deletes old segments: a pull below the new min starts at
+ * min, and a msgId of a deleted record is reported, not crashed on. */
+static void
+below_min_after_retention(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pub_msg m = {0};
+	struct fm_pub_result first, r;
+	struct fm_pull_result pr;
+	struct fm_msg_list l = FM_MSG_LIST_INIT;
+	char *body = xcalloc(1, 2000);
+	char *cause = NULL;
+	uint64_t min, max;
+	int rc;
+
+	put_ok(f->b, "ret", 1, RW);
+	memset(body, 'r', 2000);
+	m.body = body;
+	m.body_len = 2000;
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(
+		    fm_broker_publish(f->b, "ret", &m, 1, &r, NULL), 0);
+		if (i == 0)
+			first = r;
+	}
+	wait_readable(f->b, "ret", 0, 99);
+	fm_store_housekeep(f->b->st, fm_now_ms() + 100ll * 3600 * 1000);
+	fm_broker_queue_range(f->b, "ret", 0, &min, &max);
+	assert_true(max == 100);
+	assert_true(min > 0 && min < 100);
+	assert_int_equal(fm_broker_pull(f->b, "ret", 0, 0, 4, &pr, NULL), 0);
+	assert_true(pr.min_offset == min);
+	assert_int_equal(pr.msgs.n, 4);
+	assert_true(pr.msgs.items[0].rec.queue_offset == min);
+	assert_true(pr.next_offset == min + 4);
+	fm_msg_list_free(&pr.msgs);
+	rc = fm_broker_get_message(f->b, first.msg_id, &l, &cause);
+	assert_true(rc == -FM_E_GONE || rc == -FM_E_NOT_FOUND);
+	assert_non_null(cause);
+	assert_int_equal(l.n, 0);
+	free(cause);
+	free(body);
+}
+
+/* ---- publishers and a long-polling consumer at once ---- */
+
+#define NPUB 4
+#define PER_PUB 150
+
+struct race {
+	struct fm_broker *b;
+	int id;
+};
+
+static void *
+publisher(void *p)
+{
+	struct race *a = p;
+	char body[32];
+	struct fm_pub_result r;
+
+	for (int i = 0; i < PER_PUB; i++) {
+		snprintf(body, sizeof(body), "%d:%d", a->id, i);
+		if (pub1(a->b, "race", body, NULL, NULL, &r, NULL) < 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+/* Pull every queue until NPUB * PER_PUB messages were seen, each once and
+ * in queue order; when a round finds nothing, park on queue 0 (200 ms at
+ * most, as other queues may be the ones that grow). */
+static void
+consume_all(struct fm_broker *b, uint32_t queues, int *seen)
+{
+	uint64_t next[4] = {0};
+	int total = 0;
+	int64_t stop = fm_mono_ms() + 10000;
+
+	while (total < NPUB * PER_PUB && fm_mono_ms() < stop) {
+		int got = 0;
+
+		for (uint32_t q = 0; q < queues; q++) {
+			struct fm_pull_result pr;
+
+			assert_int_equal(fm_broker_pull(b, "race", q, next[q],
+			                     64, &pr, NULL),
+			    0);
+			for (size_t i = 0; i < pr.msgs.n; i++) {
+				const struct fm_record *rec =
+				    &pr.msgs.items[i].rec;
+				char txt[32];
+				int pub, k;
+
+				assert_true(rec->queue_offset == next[q] + i);
+				memcpy(txt, rec->body, rec->body_len);
+				txt[rec->body_len] = '\0';
+				assert_int_equal(
+				    sscanf(txt, "%d:%d", &pub, &k), 2);
+				seen[pub * PER_PUB + k]++;
+			}
+			got += (int)pr.msgs.n;
+			next[q] = pr.next_offset;
+			fm_msg_list_free(&pr.msgs);
+		}
+		total += got;
+		if (got == 0) {
+			struct wake w;
+
+			wake_init(&w);
+			fm_broker_watch(b, "race", 0, next[0],
+			    fm_mono_ms() + 200, wake_cb, &w);
+			assert_true(wake_wait(&w, 3000) >= 0);
+			wake_destroy(&w);
+		}
+	}
+	assert_int_equal(total, NPUB * PER_PUB);
+}
+
+static void
+publish_while_consuming(void **state)
+{
+	struct fx *f = *state;
+	pthread_t th[NPUB];
+	struct race args[NPUB];
+	int *seen = xcalloc(NPUB * PER_PUB, sizeof(*seen));
+
+	put_ok(f->b, "race", 4, RW);
+	for (int i = 0; i < NPUB; i++) {
+		args[i].b = f->b;
+		args[i].id = i;
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, publisher, &args[i]), 0);
+	}
+	consume_all(f->b, 4, seen);
+	for (int i = 0; i < NPUB; i++) {
+		void *ret;
+
+		pthread_join(th[i], &ret);
+		assert_null(ret);
+	}
+	for (int i = 0; i < NPUB * PER_PUB; i++)
+		assert_int_equal(seen[i], 1);
+	free(seen);
+}
+
 int
 main(void)
 {
@@ -797,6 +944,10 @@ main(void)
 	        delete_and_recreate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        metrics_info_routes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        below_min_after_retention, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        publish_while_consuming, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
