@@ -489,8 +489,9 @@ commit_index(struct fm_store *st)
 		else
 			st->dirty[i] = st->dirty[--st->ndirty];
 	free_keys(st->keys, nkeys);
-	memmove(
-	    st->keys, st->keys + nkeys, (st->nkeys - nkeys) * sizeof *st->keys);
+	if (nkeys > 0)
+		memmove(st->keys, st->keys + nkeys,
+		    (st->nkeys - nkeys) * sizeof *st->keys);
 	st->nkeys -= nkeys;
 	memmove(
 	    st->ends, st->ends + nends, (st->nends - nends) * sizeof *st->ends);
