@@ -511,12 +511,13 @@ fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
 	    (err = listen_socket(cfg, &fd, cause)) != 0)
 		goto fail;
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-	    MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET,
+	    fd, MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned)cfg->http_thread_pool_nums, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-	    h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
+	    h, MHD_OPTION_END);
 	if (h->d == NULL) {
 		xasprintf(cause, "cannot start the HTTP server on %s:%d",
 		    cfg->listen_address, cfg->listen_port);
