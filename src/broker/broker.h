@@ -164,7 +164,9 @@ struct fm_watch *fm_broker_watch(struct fm_broker *b, const char *topic,
     uint32_t queue_id, uint64_t offset, int64_t deadline_mono_ms, fm_wake_fn cb,
     void *arg);
 /* Cancel: returns 1 if removed before firing (cb will not run), 0 if cb
- * has run or is running. */
+ * has run or is running. Handles are never reused and never point at
+ * freed memory, so passing one whose cb has already run is safe (0).
+ * With FM_ANY_QUEUE, offset is compared with every queue's max. */
 int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
 
 /* ---- topics ---- */
