@@ -68,8 +68,8 @@ struct fm_pub_result {
 /* Publishing rules (RocketMQ's where it has one), all checked before
  * anything is stored, an auto-created topic included:
  *  - 1 <= n <= FM_BATCH_MAX, else -FM_E_INVALID / -FM_E_TOO_LARGE;
- *  - body: 1..maxMessageSize bytes (empty: -FM_E_INVALID, larger:
- *    -FM_E_TOO_LARGE); a batch's bodies together <= maxMessageSize;
+ *  - body: 0..maxMessageSize bytes (an empty body is a valid message;
+ *    larger: -FM_E_TOO_LARGE); a batch's bodies together <= maxMessageSize;
  *  - tag: none, or at most 255 bytes without '|' (tag expressions use
  *    "a||b");
  *  - keys: each non-empty; properties: names non-empty [A-Za-z0-9_.-],

@@ -78,9 +78,6 @@ check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
 	size_t meta;
 
 	msg_prefix(pre, sizeof(pre), i, n);
-	if (m->body_len == 0)
-		return fm_broker_fail(
-		    cause, -FM_E_INVALID, "%smessage body is empty", pre);
 	if (m->body_len > b->cfg->max_message_size)
 		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
 		    "%smessage body of %zu bytes exceeds maxMessageSize %u",
