@@ -733,9 +733,10 @@ open_markers(struct fm_clog *log)
 		    log->dir);
 	else if (rc != -FM_E_NOT_FOUND)
 		return rc;
-	fm_info("commitlog: %s was not closed cleanly; recovering from "
-	        "offset %" PRIu64,
-	    log->dir, ckpt);
+	if (log->nsegs > 0)
+		fm_info("commitlog: %s was not closed cleanly; recovering "
+		        "from offset %" PRIu64,
+		    log->dir, ckpt);
 	return recover(log, ckpt);
 }
 

@@ -22,7 +22,20 @@
 #include "base/err.h"
 #include "store/record.h"
 
-/* Byte offsets of the header fields (the table in record.h). */
+/*
+ * Byte offsets of the header fields (the full table is in record.h):
+ *
+ *   0      4      8      12     16          24          32   36   40
+ *   +------+------+------+------+-----------+-----------+----+----+
+ *   | size | magic| crc  | flags| log_offset| queue_off | qid| rct|
+ *   +------+------+------+------+-----------+-----------+----+----+
+ *   40          48          56          64   66   68   72   76   80
+ *   +-----------+-----------+-----------+----+----+----+----+----+
+ *   | born_ts   | store_ts  | deliver_at| tpl| tgl| kyl| prl| bdl|
+ *   +-----------+-----------+-----------+----+----+----+----+----+
+ *   80: topic | tag | keys | props | body   (lengths above, unpadded)
+ *   crc = CRC-32C of bytes [12, size)
+ */
 enum {
 	OFF_SIZE = 0,
 	OFF_MAGIC = 4,
