@@ -52,6 +52,7 @@ struct fm_req {
 	size_t body_max; /* bytes accepted for this route */
 	int early_code; /* fm_http_code decided before the body, or -1 */
 	char *early_msg; /* owned: its message */
+	int early_close; /* answer at once and close: the body is not read */
 
 	unsigned status; /* reply status */
 	const char *ctype; /* reply Content-Type, static */

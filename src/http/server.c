@@ -13,9 +13,15 @@
  *   call                    what happens
  *   ----------------------  ---------------------------------------------
  *   first (headers only)    route, smuggling and Content-Length checks;
- *                           an error is only remembered (never queued
+ *                           an error is only remembered (not queued
  *                           here: MHD would then close keep-alive
- *                           connections, FACTS.md "queued early")
+ *                           connections, FACTS.md "queued early"), except
+ *                           the two where closing is the point: a body
+ *                           too large by its Content-Length (reading a
+ *                           GB to refuse it would be a gift to attackers)
+ *                           and Content-Length with Transfer-Encoding
+ *                           (the framing is ambiguous, so the connection
+ *                           cannot be reused safely)
  *   with upload data        append to the body up to body_max, or
  *                           discard once an error is remembered
  *   final (size 0)          answer the remembered error, or run the
@@ -272,6 +278,7 @@ check_length(struct fm_req *r)
 	char *end;
 
 	if (cl != NULL && te != NULL) {
+		r->early_close = 1;
 		early(r, FM_HC_BAD_REQUEST,
 		    "Content-Length and Transfer-Encoding together are "
 		    "refused");
@@ -281,11 +288,13 @@ check_length(struct fm_req *r)
 		return;
 	errno = 0;
 	len = strtoull(cl, &end, 10);
-	if (errno == 0 && *end == '\0' && len > r->body_max)
+	if (errno == 0 && *end == '\0' && len > r->body_max) {
+		r->early_close = 1;
 		early(r, FM_HC_PAYLOAD_TOO_LARGE,
 		    "request body of %llu bytes is over the limit of %zu "
 		    "bytes",
 		    len, r->body_max);
+	}
 }
 
 static struct fm_req *
@@ -352,6 +361,9 @@ queue_reply(struct fm_req *r)
 	                                                        : "no-store");
 	if (r->allow != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->early_close)
+		MHD_add_response_header(
+		    resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (r->retry_after > 0) {
 		snprintf(num, sizeof(num), "%d", r->retry_after);
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
@@ -381,8 +393,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	struct fm_req *r = *con_cls;
 
 	if (r == NULL) {
-		*con_cls = req_begin(cls, conn, url, method);
-		return MHD_YES;
+		*con_cls = r = req_begin(cls, conn, url, method);
+		return r->early_close ? req_finish(r) : MHD_YES;
 	}
 	if (*upload_data_size > 0) {
 		req_body(r, upload_data, *upload_data_size);
