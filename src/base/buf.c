@@ -1,6 +1,6 @@
 /*
- * buf.c - growable byte buffer (see buf.h). Invariant: cap == 0 or
- * len < cap, and data[len] == '\0'.
+ * buf.c - growable byte buffer (see buf.h). Invariant: cap == 0, or
+ * len < cap and data[len] == '\0'.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +22,7 @@ fm_buf_reserve(struct fm_buf *b, size_t extra)
 		cap *= 2;
 	b->data = xrealloc(b->data, cap);
 	b->cap = cap;
+	b->data[b->len] = '\0';
 }
 
 void

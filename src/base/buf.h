@@ -2,7 +2,7 @@
  * buf.h - a growable byte buffer.
  *
  * Owns its data; fm_buf_free releases it. Appends never fail (xmalloc).
- * data is always NUL-terminated past len, so text can be used as a string.
+ * data is NUL-terminated at len once allocated, so text can be used as a string.
  */
 #ifndef FM_BASE_BUF_H
 #define FM_BASE_BUF_H
@@ -11,12 +11,15 @@
 #include <stdint.h>
 
 struct fm_buf {
-	char *data;  /* owned; NUL at data[len] once anything was appended */
-	size_t len;  /* bytes in use */
-	size_t cap;  /* bytes allocated */
+	char *data; /* owned; NUL at data[len] once allocated */
+	size_t len; /* bytes in use */
+	size_t cap; /* bytes allocated */
 };
 
-#define FM_BUF_INIT {NULL, 0, 0}
+#define FM_BUF_INIT \
+	{ \
+		NULL, 0, 0 \
+	}
 
 void fm_buf_reserve(struct fm_buf *b, size_t extra);
 void fm_buf_add(struct fm_buf *b, const void *p, size_t n);

@@ -6,17 +6,15 @@
 
 #include "base/err.h"
 
-static const char *const names[] = {
-	"OK",
+static const char *const names[] = {"OK",
 #define FM_ERR_NAME(name, msg) #name,
-	FM_ERRORS(FM_ERR_NAME)
+    FM_ERRORS(FM_ERR_NAME)
 #undef FM_ERR_NAME
 };
 
-static const char *const msgs[] = {
-	"success",
+static const char *const msgs[] = {"success",
 #define FM_ERR_MSG(name, msg) msg,
-	FM_ERRORS(FM_ERR_MSG)
+    FM_ERRORS(FM_ERR_MSG)
 #undef FM_ERR_MSG
 };
 

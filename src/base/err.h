@@ -10,20 +10,20 @@
 #define FM_BASE_ERR_H
 
 /* X(NAME, "human message") -- NAME is the JSON error code clients see. */
-#define FM_ERRORS(X)                                                    \
-	X(NOMEM, "out of memory")                                       \
-	X(IO, "input/output error")                                     \
-	X(NOSPC, "no space left on device")                             \
-	X(CORRUPT, "stored data is corrupt")                            \
-	X(INVALID, "invalid argument")                                  \
-	X(NOT_FOUND, "not found")                                       \
-	X(EXISTS, "already exists")                                     \
-	X(TOO_LARGE, "too large")                                       \
-	X(NOT_WRITABLE, "not writable")                                 \
-	X(DISK_FULL, "disk usage is above the configured threshold")    \
-	X(TIMEOUT, "timed out")                                         \
-	X(SHUTDOWN, "shutting down")                                    \
-	X(GONE, "no longer retained")                                   \
+#define FM_ERRORS(X) \
+	X(NOMEM, "out of memory") \
+	X(IO, "input/output error") \
+	X(NOSPC, "no space left on device") \
+	X(CORRUPT, "stored data is corrupt") \
+	X(INVALID, "invalid argument") \
+	X(NOT_FOUND, "not found") \
+	X(EXISTS, "already exists") \
+	X(TOO_LARGE, "too large") \
+	X(NOT_WRITABLE, "not writable") \
+	X(DISK_FULL, "disk usage is above the configured threshold") \
+	X(TIMEOUT, "timed out") \
+	X(SHUTDOWN, "shutting down") \
+	X(GONE, "no longer retained") \
 	X(BUSY, "busy, try again")
 
 enum fm_err {
@@ -31,7 +31,7 @@ enum fm_err {
 #define FM_ERR_ENUM(name, msg) FM_E_##name,
 	FM_ERRORS(FM_ERR_ENUM)
 #undef FM_ERR_ENUM
-	FM_E__COUNT
+	    FM_E__COUNT
 };
 
 /* Name of a code, e.g. "NOT_FOUND". Accepts err or -err. Borrowed, static. */

@@ -199,7 +199,9 @@ fm_broker_get_message(struct fm_broker *b, const char *msg_id,
 	if (where.ip != b->self.ip || where.port != b->self.port) {
 		fm_msgid_addr_format(&where, at, sizeof(at));
 		return fm_broker_fail(cause, -FM_E_NOT_FOUND,
-		    "message '%s' is stored on broker %s", msg_id, at);
+		    "message '%s' does not exist on this broker (its msgId "
+		    "names broker %s)",
+		    msg_id, at);
 	}
 	rc = fm_msglist_read(b, out, off);
 	if (rc == -FM_E_NOT_FOUND)

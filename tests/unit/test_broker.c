@@ -490,7 +490,7 @@ get_by_msgid(void **state)
 	memcpy(other, "0A00000100001F90", 16);
 	memcpy(other + 16, r.msg_id + 16, 17);
 	expect_cause(fm_broker_get_message(f->b, other, &l, &cause),
-	    -FM_E_NOT_FOUND, &cause, "stored on broker 10.0.0.1:8080");
+	    -FM_E_NOT_FOUND, &cause, "names broker 10.0.0.1:8080");
 	/* Our address, an offset where no record starts. */
 	memcpy(other, r.msg_id, 16);
 	memcpy(other + 16, "0000000000000003", 17);
