@@ -298,9 +298,12 @@ class Daemon:
     def argv(self):
         args = [binary(), "--listenAddress=127.0.0.1",
                 "--listenPort=%d" % self.port,
-                "--storePathRootDir=%s" % self.data,
-                "--mappedFileSizeCommitLog=%d" % SEGMENT_SIZE]
-        for k, v in self.opts.items():
+                "--storePathRootDir=%s" % self.data]
+        # A message must fit in a segment: small segments, smaller messages.
+        opts = {"mappedFileSizeCommitLog": SEGMENT_SIZE,
+                "maxMessageSize": SEGMENT_SIZE // 4}
+        opts.update(self.opts)
+        for k, v in opts.items():
             args.append("--%s=%s" % (k, v))
         return args
 

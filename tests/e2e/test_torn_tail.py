@@ -112,14 +112,14 @@ def tear(t, variant):
 
 def test_setup(t):
     rng = random.Random(1)
-    for i in range(150):
+    for i in range(180):
         n = rng.randrange(6000, 12000)
         body = b"m%03d:" % i + (rng.randbytes(n) if i % 3 == 0 else
-                                b"%d" % i * (n // 4))
+                                (b"%d " % i * n)[:n])
         if publish(t, body, "setup %d" % i) is None:
             return
     d, names = segments()
-    t.ok(len(names) >= 2, "1.5 MB of messages rolled into a second segment",
+    t.ok(len(names) >= 2, "1.6 MB of messages rolled into a second segment",
          repr(names))
     check_all(t, "before any crash")
 
