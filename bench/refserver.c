@@ -13,8 +13,8 @@
  * compared with a reply of the same size. Anything else gets 405.
  *
  * Invariants:
- *  1. The daemon flags, thread pool and connection memory limit are those
- *     of src/http/server.c; a change there must be mirrored here, or the
+ *  1. The daemon flags, thread pool, connection limit, memory limit and
+ *     timeout are those of src/http/server.c (fm_http_start); a change there must be mirrored here, or the
  *     ratios stop meaning anything.
  *  2. No response is queued during the first access-handler call: MHD
  *     0.9.75 then sends "Connection: close" and keep-alive is lost
@@ -39,6 +39,7 @@
 #define REF_POOL_THREADS 2
 #define REF_CONN_MEMORY (128 * 1024)
 #define REF_MAX_CONNECTIONS 10000
+#define REF_CONN_TIMEOUT_S 60
 #define REF_GET_MAX (1024 * 1024)
 
 /* One request in flight; lives from the first handler call until MHD's
@@ -224,7 +225,8 @@ ref_start(uint16_t port)
 	    (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned int)REF_POOL_THREADS, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)REF_CONN_MEMORY, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned int)REF_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_COMPLETED,
+	    (unsigned int)REF_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)REF_CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
 	    ref_completed, NULL, MHD_OPTION_END);
 }
 
