@@ -20,9 +20,13 @@ fm_buf_reserve(struct fm_buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	b->data = xrealloc(b->data, cap);
+	/* Only a first allocation is terminated here: callers may have
+	 * written past len into reserved room they are about to claim. */
+	if (b->cap == 0)
+		b->data = xcalloc(1, cap);
+	else
+		b->data = xrealloc(b->data, cap);
 	b->cap = cap;
-	b->data[b->len] = '\0';
 }
 
 void
