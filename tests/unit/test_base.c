@@ -98,6 +98,25 @@ test_buf(void **state)
 	fm_buf_free(&b);
 }
 
+/* Readers reserve room, fill it, then claim it: growing the buffer in
+ * between must keep what they wrote past len. */
+static void
+test_buf_reserve_keeps_unclaimed_bytes(void **state)
+{
+	struct fm_buf b = FM_BUF_INIT;
+
+	(void)state;
+	fm_buf_reserve(&b, 16);
+	assert_int_equal(b.data[0], '\0');
+	memcpy(b.data, "0123456789abcdef", 16);
+	fm_buf_reserve(&b, 4096);
+	assert_memory_equal(b.data, "0123456789abcdef", 16);
+	b.len = 16;
+	fm_buf_addc(&b, 'x');
+	assert_string_equal(b.data, "0123456789abcdefx");
+	fm_buf_free(&b);
+}
+
 static void
 test_err(void **state)
 {
@@ -127,6 +146,7 @@ main(void)
 	    cmocka_unit_test(test_crc_vectors),
 	    cmocka_unit_test(test_crc_incremental),
 	    cmocka_unit_test(test_buf),
+	    cmocka_unit_test(test_buf_reserve_keeps_unclaimed_bytes),
 	    cmocka_unit_test(test_err),
 	};
 
