@@ -372,8 +372,9 @@ def test_long_poll(t):
     t.eq([body_bytes(m) for m in msgs], [b"wake up"],
          "long-poll answers with the new message")
     if "t" in acked:
-        t.ok(end - acked["t"] < 1.0 and end - start >= 0.6,
-             "answered within 1 s of the publish, not before it",
+        # ~1 s, with slack for a loaded 2-core machine under make -j.
+        t.ok(end - acked["t"] < 1.5 and end - start >= 0.6,
+             "answered within about 1 s of the publish, not before it",
              "publish acked at +%.2fs, pull answered at +%.2fs" %
              (acked["t"] - start, end - start))
     off += 1
@@ -388,7 +389,7 @@ def test_long_poll(t):
     start = time.monotonic()
     r = node.pull(topic, q, offset=off, wait=0.5, timeout=15)
     took = time.monotonic() - start
-    t.ok(r.status == 200 and 0.3 <= took <= 2.5,
+    t.ok(r.status == 200 and 0.3 <= took <= 3.0,
          "decimal wait=0.5 is honoured", "status %d, took %.2f s" %
          (r.status, took))
     start = time.monotonic()
