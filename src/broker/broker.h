@@ -94,6 +94,22 @@ int fm_broker_publish(struct fm_broker *b, const char *topic,
     const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
     char **cause);
 
+/* Completion of fm_broker_publish_async: err is 0 once the messages are
+ * as durable as promised, else -FM_E_IO (the flush failed) or
+ * -FM_E_SHUTDOWN (the node stopped first). Runs on a broker thread; must
+ * not block. */
+typedef void (*fm_done_fn)(void *arg, int err);
+
+/* fm_broker_publish without waiting for durability, so that a front end
+ * can park a request rather than a thread. On 1 or 0 the messages are
+ * stored, readable, and out is filled; 1: they are also as durable as
+ * promised; 0: done(arg, err) will say so later, from another thread. A
+ * negative error (with *cause) means nothing was stored and done is never
+ * called. */
+int fm_broker_publish_async(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    fm_done_fn done, void *arg, char **cause);
+
 /* ---- reading ---- */
 
 /* A message read back: the decoded record plus its msgId. rec's pointers

@@ -244,9 +244,11 @@ store_error(struct fm_broker *b, int rc, char **cause)
 	}
 }
 
-int
-fm_broker_publish(struct fm_broker *b, const char *topic,
-    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+/* Both publish calls: done == NULL waits for durability here, otherwise
+ * the store reports it through done (fm_store_append_async's returns). */
+static int
+publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
+    size_t n, struct fm_pub_result *out, fm_done_fn done, void *arg,
     char **cause)
 {
 	struct fm_record *recs = NULL;
@@ -276,7 +278,10 @@ fm_broker_publish(struct fm_broker *b, const char *topic,
 	recs = xcalloc(n, sizeof(*recs));
 	arena = encode_meta(msgs, n, recs);
 	fill_records(t, topic, msgs, n, recs);
-	rc = fm_store_append(b->st, recs, n);
+	if (done == NULL)
+		rc = fm_store_append(b->st, recs, n);
+	else
+		rc = fm_store_append_async(b->st, recs, n, done, arg);
 	fm_topics_release(b);
 	if (rc < 0) {
 		rc = store_error(b, rc, cause);
@@ -292,10 +297,26 @@ fm_broker_publish(struct fm_broker *b, const char *topic,
 	atomic_fetch_add(&b->published_bytes, bytes);
 	free(recs);
 	free(arena);
-	return 0;
+	return done == NULL ? 0 : rc;
 fail:
 	atomic_fetch_add(&b->publish_errors, 1);
 	free(recs);
 	free(arena);
 	return rc;
+}
+
+int
+fm_broker_publish(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    char **cause)
+{
+	return publish(b, topic, msgs, n, out, NULL, NULL, cause);
+}
+
+int
+fm_broker_publish_async(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    fm_done_fn done, void *arg, char **cause)
+{
+	return publish(b, topic, msgs, n, out, done, arg, cause);
 }

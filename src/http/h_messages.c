@@ -102,6 +102,31 @@ reply_result(
 	fm_json_obj_end(j);
 }
 
+/* A publish's answer is prepared as soon as the messages are stored; a
+ * completion that reports a failed flush replaces it. */
+static void
+durable_failed(struct fm_req *r)
+{
+	fm_reply_error(r, fm_http_code_of(r->done_err),
+	    "the message was written but not confirmed durable: %s",
+	    fm_err_msg(r->done_err));
+}
+
+/* After the broker's async publish returned stored (rc 0 or 1) and the
+ * answer was prepared: answer now, or park until durable. */
+static int
+settle(struct fm_req *r, struct fm_ticket *t, int rc)
+{
+	if (rc == 1) {
+		free(t);
+		return FM_H_DONE;
+	}
+	rc = fm_req_park_durable(r, t);
+	if (rc == FM_H_DONE && r->done_err != 0)
+		durable_failed(r);
+	return rc;
+}
+
 static int
 publish_one(struct fm_req *r, const char *topic)
 {
@@ -110,8 +135,9 @@ publish_one(struct fm_req *r, const char *topic)
 	struct props props = {0};
 	const char **keys = NULL;
 	char *keys_copy = NULL, *cause = NULL;
+	struct fm_ticket *t;
 	struct fm_json j;
-	int err;
+	int err, rc = FM_H_DONE;
 
 	m.tag = fm_req_arg(r, "tag");
 	m.sharding_key = fm_req_arg(r, "shardingKey");
@@ -137,18 +163,22 @@ publish_one(struct fm_req *r, const char *topic)
 	m.nprops = props.n;
 	m.body = r->body.data != NULL ? r->body.data : "";
 	m.body_len = r->body.len;
-	err = fm_broker_publish(r->h->b, topic, &m, 1, &res, &cause);
-	if (err != 0) {
+	t = fm_req_ticket(r);
+	err = fm_broker_publish_async(
+	    r->h->b, topic, &m, 1, &res, fm_req_ticket_done, t, &cause);
+	if (err < 0) {
+		free(t);
 		fm_reply_err(r, err, cause, FM_HC_TOPIC_NOT_FOUND);
 		goto done;
 	}
 	fm_reply_json(r, MHD_HTTP_CREATED, &j);
 	reply_result(&j, topic, &res);
+	rc = settle(r, t, err);
 done:
 	free(keys);
 	free(keys_copy);
 	free(props.v);
-	return FM_H_DONE;
+	return rc;
 }
 
 static int
@@ -156,9 +186,10 @@ publish_batch(struct fm_req *r, const char *topic)
 {
 	struct fm_batch batch = FM_BATCH_INIT;
 	struct fm_pub_result *res = NULL;
+	struct fm_ticket *t;
 	char *cause = NULL;
 	struct fm_json j;
-	int err;
+	int err, rc = FM_H_DONE;
 
 	err = fm_codec_parse_batch(r->body.data != NULL ? r->body.data : "",
 	    r->body.len, fm_now_ms(), r->h->cfg->timer_max_delay_sec,
@@ -172,9 +203,11 @@ publish_batch(struct fm_req *r, const char *topic)
 		return FM_H_DONE;
 	}
 	res = xcalloc(batch.n, sizeof(*res));
-	err =
-	    fm_broker_publish(r->h->b, topic, batch.msgs, batch.n, res, &cause);
-	if (err != 0) {
+	t = fm_req_ticket(r);
+	err = fm_broker_publish_async(r->h->b, topic, batch.msgs, batch.n, res,
+	    fm_req_ticket_done, t, &cause);
+	if (err < 0) {
+		free(t);
 		fm_reply_err(r, err, cause, FM_HC_TOPIC_NOT_FOUND);
 		goto done;
 	}
@@ -185,17 +218,25 @@ publish_batch(struct fm_req *r, const char *topic)
 		reply_result(&j, topic, &res[i]);
 	fm_json_arr_end(&j);
 	fm_json_obj_end(&j);
+	rc = settle(r, t, err);
 done:
 	free(res);
 	fm_codec_batch_free(&batch);
-	return FM_H_DONE;
+	return rc;
 }
 
 int
 fm_h_publish(struct fm_req *r)
 {
-	const char *topic = fm_arg_topic(r);
+	const char *topic;
 
+	if (r->woken) {
+		/* parked until durable; the answer is prepared */
+		if (r->done_err != 0)
+			durable_failed(r);
+		return FM_H_DONE;
+	}
+	topic = fm_arg_topic(r);
 	if (topic == NULL)
 		return FM_H_DONE;
 	if (fm_req_is_ndjson(r))

@@ -67,12 +67,23 @@ struct fm_req {
 	enum fm_wake why; /* why the last wake happened */
 	int draining; /* counted in h->draining */
 	int64_t deadline; /* fm_mono_ms deadline of the long-poll, 0 unset */
+	int done_err; /* a parked publish's completion: 0 when durable */
 };
 
 /* Suspend r until the queue has a message at or beyond offset, or
  * r->deadline passes, or the server stops. Returns FM_H_PARKED. */
 int fm_req_park(
     struct fm_req *r, const char *topic, uint32_t queue_id, uint64_t offset);
+
+/* Parking a publish until durable: create a ticket, hand the broker's
+ * async call fm_req_ticket_done and the ticket; if the call returned 0,
+ * prepare the success answer and return fm_req_park_durable(r, t), which
+ * parks (FM_H_PARKED; the handler runs again with r->woken and
+ * r->done_err) or, when the completion already came, gives FM_H_DONE with
+ * r->done_err set. Otherwise free(t): the call will never complete it. */
+struct fm_ticket *fm_req_ticket(struct fm_req *r);
+void fm_req_ticket_done(void *ticket, int err);
+int fm_req_park_durable(struct fm_req *r, struct fm_ticket *t);
 
 /* Query argument, header, route parameter: borrowed, NULL when absent
  * (a query argument given without '=' is ""). */

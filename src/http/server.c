@@ -105,12 +105,14 @@ static const struct fm_route routes[] = {
     {"GET", "/{file}", fm_h_static},
 };
 
-enum { TICKET_ATTACHED, TICKET_FIRED, TICKET_DETACHED };
+enum { TICKET_ATTACHED, TICKET_FIRED, TICKET_DETACHED, TICKET_PENDING };
 
 struct fm_ticket {
 	struct fm_http *h; /* valid while ATTACHED or FIRED */
 	struct fm_req *r; /* valid while ATTACHED or FIRED */
 	atomic_int state; /* TICKET_* */
+	int durable; /* waits for a publish's durability, not a watch */
+	int err; /* durable: the completion's error (FIRED early) */
 };
 
 /* ---- request helpers ---- */
@@ -236,6 +238,78 @@ fm_req_park(
 	park_link(h, r);
 	pthread_mutex_unlock(&h->lock);
 	fm_broker_watch(h->b, topic, queue_id, offset, r->deadline, on_wake, t);
+	return FM_H_PARKED;
+}
+
+/*
+ * Parking a publish until it is durable. The broker call that takes the
+ * ticket may complete on another thread before the handler parks, so the
+ * moves are made under h->lock, and the connection is suspended only if
+ * the completion has not come yet:
+ *
+ *   state    event                        move (by whom)
+ *   -------  ---------------------------  -------------------------------
+ *   PENDING  completion                   -> FIRED (fm_req_ticket_done);
+ *                                         the handler answers at once
+ *   PENDING  fm_req_park_durable          -> ATTACHED: suspend, link
+ *   ATTACHED completion                   wake and resume r, free ticket
+ *
+ * fm_http_stop never detaches these: the store is still open and will
+ * complete them, and an answer saying "durable" is what the producer
+ * waits for.
+ */
+struct fm_ticket *
+fm_req_ticket(struct fm_req *r)
+{
+	struct fm_ticket *t = xcalloc(1, sizeof(*t));
+
+	t->h = r->h;
+	t->r = r;
+	t->durable = 1;
+	atomic_init(&t->state, TICKET_PENDING);
+	return t;
+}
+
+void
+fm_req_ticket_done(void *arg, int err)
+{
+	struct fm_ticket *t = arg;
+	struct fm_http *h = t->h;
+
+	pthread_mutex_lock(&h->lock);
+	if (atomic_load(&t->state) == TICKET_PENDING) {
+		t->err = err;
+		atomic_store(&t->state, TICKET_FIRED);
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	t->r->done_err = err;
+	wake_locked(h, t->r, FM_WAKE_DATA);
+	pthread_mutex_unlock(&h->lock);
+	free(t);
+}
+
+int
+fm_req_park_durable(struct fm_req *r, struct fm_ticket *t)
+{
+	struct fm_http *h = r->h;
+
+	pthread_mutex_lock(&h->lock);
+	if (atomic_load(&t->state) == TICKET_FIRED) {
+		pthread_mutex_unlock(&h->lock);
+		r->done_err = t->err;
+		free(t);
+		return FM_H_DONE;
+	}
+	if (r->draining) {
+		r->draining = 0;
+		h->draining--;
+	}
+	atomic_store(&t->state, TICKET_ATTACHED);
+	MHD_suspend_connection(r->conn);
+	r->ticket = t;
+	park_link(h, r);
+	pthread_mutex_unlock(&h->lock);
 	return FM_H_PARKED;
 }
 
@@ -563,6 +637,8 @@ drain(struct fm_http *h)
 		int expected = TICKET_ATTACHED;
 
 		next = r->next;
+		if (r->ticket->durable)
+			continue;
 		if (atomic_compare_exchange_strong(
 		        &r->ticket->state, &expected, TICKET_DETACHED))
 			wake_locked(h, r, FM_WAKE_SHUTDOWN);

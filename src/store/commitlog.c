@@ -74,6 +74,8 @@ struct fm_clog {
 	uint64_t seg_size; /* bytes per segment */
 	int sync_flush; /* 1: waiters share the flusher's fdatasync */
 	int flush_interval; /* ms between flushes nobody waits for */
+	void (*on_flush)(void *arg); /* see fm_clog_options */
+	void *on_flush_arg;
 	int was_clean; /* the previous run closed the log */
 
 	pthread_rwlock_t lock; /* guards segs and nsegs (invariant 1) */
@@ -186,6 +188,13 @@ read_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static void
+notify_flush(struct fm_clog *log)
+{
+	if (log->on_flush != NULL)
+		log->on_flush(log->on_flush_arg);
+}
+
 /* After a failed fdatasync the kernel may have dropped the dirty pages
  * and reported the error once: nothing written since can be trusted. */
 static void
@@ -198,6 +207,7 @@ set_failed(struct fm_clog *log, const char *what, int errnum)
 	atomic_store(&log->failed, 1);
 	pthread_cond_broadcast(&log->dcond);
 	pthread_mutex_unlock(&log->fmu);
+	notify_flush(log);
 }
 
 static int
@@ -826,6 +836,7 @@ flush_once(struct fm_clog *log)
 	atomic_store(&log->flushed_offset, to);
 	pthread_cond_broadcast(&log->dcond);
 	pthread_mutex_unlock(&log->fmu);
+	notify_flush(log);
 	return 0;
 }
 
@@ -920,6 +931,8 @@ clog_new(const struct fm_clog_options *opt)
 	log->ckpt_fd = -1;
 	log->seg_size = opt->segment_size;
 	log->sync_flush = opt->sync_flush;
+	log->on_flush = opt->on_flush;
+	log->on_flush_arg = opt->on_flush_arg;
 	log->flush_interval =
 	    opt->flush_interval_ms > 0 ? opt->flush_interval_ms : 500;
 	/* Writers first: a steady stream of readers must not starve the
@@ -1140,6 +1153,25 @@ fm_clog_append(
 	    &log->write_offset, pos + total, memory_order_release);
 	*end = pos + total;
 	return 0;
+}
+
+void
+fm_clog_request_flush(struct fm_clog *log, uint64_t end)
+{
+	if (!log->sync_flush)
+		return;
+	pthread_mutex_lock(&log->fmu);
+	if (end > log->requested) {
+		log->requested = end;
+		pthread_cond_signal(&log->fcond);
+	}
+	pthread_mutex_unlock(&log->fmu);
+}
+
+int
+fm_clog_failed(struct fm_clog *log)
+{
+	return atomic_load(&log->failed);
 }
 
 int

@@ -52,6 +52,11 @@ struct fm_clog_options {
 	uint64_t segment_size; /* bytes per segment file (>= 64 KiB) */
 	int sync_flush; /* 1: SYNC_FLUSH, 0: ASYNC_FLUSH */
 	int flush_interval_ms; /* ASYNC_FLUSH: flush at least this often */
+	/* Called on the flusher thread after flushed_offset moved or the log
+	 * failed; may be NULL. Must not block nor call back into the log's
+	 * flush functions. */
+	void (*on_flush)(void *arg);
+	void *on_flush_arg;
 };
 
 /* Open (and recover) the log. On success *out is new, owned by the caller
@@ -71,6 +76,11 @@ void fm_clog_abandon(struct fm_clog *log);
  * -FM_E_NOSPC, -FM_E_IO or -FM_E_NOT_WRITABLE. */
 int fm_clog_append(
     struct fm_clog *log, struct fm_record *recs, size_t n, uint64_t *end);
+/* Ask the flusher to make everything below end durable, without waiting:
+ * on_flush reports the progress (SYNC_FLUSH; a no-op for ASYNC_FLUSH). */
+void fm_clog_request_flush(struct fm_clog *log, uint64_t end);
+/* 1 once a failed fdatasync made the log read-only. */
+int fm_clog_failed(struct fm_clog *log);
 /* Block until everything below end is on disk (SYNC_FLUSH) or return at
  * once (ASYNC_FLUSH). Returns 0 or -FM_E_IO when the flush failed. */
 int fm_clog_wait_durable(struct fm_clog *log, uint64_t end);

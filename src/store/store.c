@@ -14,6 +14,8 @@
  *                user of the index.db writer connection.
  *   qlock        guards the queue table, tombstones, pending keys and
  *                batch ends, the counters, and the condition variables.
+ *   done_lock    a leaf (nothing is called with it held): the appends
+ *                waiting for a flush, fired by the log's on_flush hook.
  * Invariants:
  *   1. A queue's mem, max, committed and min, and the pending arrays, are
  *      written only with disp_lock and qlock both held; so the holder of
@@ -44,7 +46,7 @@
 #define INDEX_READERS 4
 #define COMMIT_ENTRIES 4096 /* commit when this many entries are pending */
 #define COMMIT_MS 100 /* or when the oldest has waited this long */
-#define APPEND_VISIBLE_MS 5000 /* most an append waits for its dispatch */
+#define VISIBLE_WAIT_MS 5000 /* most a reader waits for the dispatcher */
 #define RETENTION_FILES 2 /* segments deleted per housekeeping pass */
 #define DEFAULT_HOUSEKEEPING_MS 10000
 #define DEFAULT_RESERVED_HOURS 72
@@ -54,6 +56,13 @@ struct key_row {
 	char *topic; /* owned */
 	char *key; /* owned */
 	uint64_t log_offset;
+};
+
+/* An append waiting for its flush (fm_store_append_async). */
+struct done_wait {
+	uint64_t end; /* log offset the flush must reach */
+	fm_store_done_fn fn;
+	void *arg;
 };
 
 struct notice {
@@ -73,6 +82,11 @@ struct fm_store {
 	int64_t last_store_ts; /* (append_lock) invariant 3 */
 
 	pthread_mutex_t disp_lock;
+
+	pthread_mutex_t done_lock; /* a leaf: guards waits */
+	struct done_wait *waits; /* ascending end: registered under
+	                            append_lock, in log order */
+	size_t nwaits, waits_cap;
 
 	pthread_mutex_t qlock;
 	pthread_cond_t wake; /* dispatcher: new records or stop */
@@ -800,11 +814,85 @@ load_tombstones(struct fm_store *st)
 	return 0;
 }
 
+/* ---- appends waiting for their flush ---- */
+
+/* Take the waits that the log's state settles: those below the flushed
+ * offset, or all of them once the log failed. all: every wait, without
+ * looking at the log (closing). */
+static struct done_wait *
+take_settled(struct fm_store *st, int all, size_t *n)
+{
+	struct done_wait *v;
+	size_t k = 0;
+
+	pthread_mutex_lock(&st->done_lock);
+	if (all || fm_clog_failed(st->log)) {
+		k = st->nwaits;
+	} else {
+		uint64_t flushed = fm_clog_flushed_offset(st->log);
+
+		while (k < st->nwaits && st->waits[k].end <= flushed)
+			k++;
+	}
+	v = k ? xmemdup(st->waits, k * sizeof *v) : NULL;
+	memmove(st->waits, st->waits + k, (st->nwaits - k) * sizeof *v);
+	st->nwaits -= k;
+	pthread_mutex_unlock(&st->done_lock);
+	*n = k;
+	return v;
+}
+
+/* Fire the settled waits with err, or with -FM_E_IO when the log failed. */
+static void
+fire_settled(struct fm_store *st, int all, int err)
+{
+	size_t n;
+	struct done_wait *v = take_settled(st, all, &n);
+
+	if (!all && fm_clog_failed(st->log))
+		err = -FM_E_IO;
+	for (size_t i = 0; i < n; i++)
+		v[i].fn(v[i].arg, err);
+	free(v);
+}
+
+/* The log's flusher moved the flushed offset, or failed. */
+static void
+on_flush(void *arg)
+{
+	fire_settled(arg, 0, 0);
+}
+
+/* Register a wait for end unless the flush already passed it. Called
+ * under append_lock so that waits stay in log order. Returns 1 (already
+ * durable), 0 (registered) or -FM_E_IO. */
+static int
+add_wait(struct fm_store *st, uint64_t end, fm_store_done_fn fn, void *arg)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&st->done_lock);
+	if (fm_clog_failed(st->log)) {
+		rc = -FM_E_IO;
+	} else if (fm_clog_flushed_offset(st->log) >= end) {
+		rc = 1;
+	} else {
+		if (st->nwaits == st->waits_cap) {
+			st->waits_cap = st->waits_cap ? st->waits_cap * 2 : 64;
+			st->waits = xreallocarray(
+			    st->waits, st->waits_cap, sizeof *st->waits);
+		}
+		st->waits[st->nwaits++] = (struct done_wait){end, fn, arg};
+	}
+	pthread_mutex_unlock(&st->done_lock);
+	return rc;
+}
+
 static int
 open_parts(struct fm_store *st)
 {
 	struct fm_clog_options co = {NULL, st->opt.segment_size,
-	    st->opt.sync_flush, st->opt.flush_interval_ms};
+	    st->opt.sync_flush, st->opt.flush_interval_ms, on_flush, st};
 	char *path = NULL;
 	int err;
 
@@ -846,6 +934,8 @@ destroy(struct fm_store *st)
 	free(st->dirty);
 	free(st->touched);
 	free(st->tombs);
+	free(st->waits);
+	pthread_mutex_destroy(&st->done_lock);
 	pthread_mutex_destroy(&st->append_lock);
 	pthread_mutex_destroy(&st->disp_lock);
 	pthread_mutex_destroy(&st->qlock);
@@ -891,6 +981,7 @@ fm_store_open(const struct fm_store_options *opt, struct fm_store **out)
 	st->last_commit_ms = fm_mono_ms();
 	pthread_mutex_init(&st->append_lock, NULL);
 	pthread_mutex_init(&st->disp_lock, NULL);
+	pthread_mutex_init(&st->done_lock, NULL);
 	pthread_mutex_init(&st->qlock, NULL);
 	fm_cond_init_monotonic(&st->wake);
 	fm_cond_init_monotonic(&st->moved);
@@ -945,6 +1036,9 @@ fm_store_close(struct fm_store *st)
 	if (dispatch_pass(st, &notices, &nn) == 0)
 		(void)commit_index(st);
 	free(notices);
+	fm_clog_close(st->log);
+	st->log = NULL;
+	fire_settled(st, 1, -FM_E_SHUTDOWN);
 	destroy(st);
 }
 
@@ -954,6 +1048,7 @@ fm_store_abandon(struct fm_store *st)
 	if (st == NULL)
 		return;
 	stop_threads(st);
+	fire_settled(st, 1, -FM_E_SHUTDOWN);
 	fm_clog_abandon(st->log);
 	st->log = NULL;
 	destroy(st);
@@ -961,19 +1056,25 @@ fm_store_abandon(struct fm_store *st)
 
 /* ---- appending ---- */
 
-/* Wait until the dispatcher has passed end, so the caller can read what
- * it wrote; bounded, because the records are durable either way. */
+/* The read barrier: wait until the dispatcher has passed the write offset
+ * as it is now, so a reader sees every append that returned before it
+ * started. Bounded, because a stuck dispatcher (it logs why) must not
+ * hang readers forever. */
 static void
-wait_dispatched(struct fm_store *st, uint64_t end)
+await_visible(struct fm_store *st)
 {
+	uint64_t end = fm_clog_write_offset(st->log);
 	struct timespec ts;
 
-	fm_deadline_ts(&ts, APPEND_VISIBLE_MS);
 	pthread_mutex_lock(&st->qlock);
-	while (st->dispatched < end && !st->stop)
-		if (pthread_cond_timedwait(&st->moved, &st->qlock, &ts) ==
-		    ETIMEDOUT)
-			break;
+	if (st->dispatched < end && !st->stop) {
+		fm_deadline_ts(&ts, VISIBLE_WAIT_MS);
+		pthread_cond_signal(&st->wake);
+		while (st->dispatched < end && !st->stop)
+			if (pthread_cond_timedwait(
+			        &st->moved, &st->qlock, &ts) == ETIMEDOUT)
+				break;
+	}
 	pthread_mutex_unlock(&st->qlock);
 }
 
@@ -1011,14 +1112,15 @@ unassign(struct fm_store *st, struct fm_record *recs, size_t n,
 }
 
 int
-fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n)
+fm_store_append_async(struct fm_store *st, struct fm_record *recs, size_t n,
+    fm_store_done_fn done, void *arg)
 {
 	uint64_t *saved, end = 0;
 	int64_t now;
 	int err, writable;
 
 	if (n == 0)
-		return 0;
+		return 1;
 	pthread_mutex_lock(&st->qlock);
 	writable = st->writable;
 	pthread_mutex_unlock(&st->qlock);
@@ -1043,16 +1145,52 @@ fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n)
 		st->appended += n;
 		pthread_cond_signal(&st->wake);
 		pthread_mutex_unlock(&st->qlock);
+		err = st->opt.sync_flush ? add_wait(st, end, done, arg) : 1;
 	}
 	pthread_mutex_unlock(&st->append_lock);
 	free(saved);
-	if (err != 0)
-		return err;
-	err = fm_clog_wait_durable(st->log, end);
-	if (err != 0)
-		return err;
-	wait_dispatched(st, end);
-	return 0;
+	if (err == 0)
+		fm_clog_request_flush(st->log, end);
+	return err;
+}
+
+/* fm_store_append waits on one of these for its completion. */
+struct sync_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	int err;
+};
+
+static void
+sync_done(void *arg, int err)
+{
+	struct sync_wait *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	w->done = 1;
+	w->err = err;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int
+fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n)
+{
+	struct sync_wait w = {
+	    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	int rc = fm_store_append_async(st, recs, n, sync_done, &w);
+
+	if (rc == 0) {
+		pthread_mutex_lock(&w.mu);
+		while (!w.done)
+			pthread_cond_wait(&w.cv, &w.mu);
+		pthread_mutex_unlock(&w.mu);
+		rc = w.err;
+	}
+	pthread_mutex_destroy(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	return rc < 0 ? rc : 0;
 }
 
 int
@@ -1072,6 +1210,7 @@ fm_store_cq_read(struct fm_store *st, const char *topic, uint32_t queue_id,
 	struct fm_index_chunk c;
 	int err = 0;
 
+	await_visible(st);
 	*n = 0;
 	while (*n < max) {
 		struct fm_cq *q;
@@ -1122,6 +1261,7 @@ fm_store_queue_range(struct fm_store *st, const char *topic, uint32_t queue_id,
 {
 	struct fm_cq *q;
 
+	await_visible(st);
 	pthread_mutex_lock(&st->qlock);
 	q = fm_cq_find(st->queues, topic, strlen(topic), queue_id);
 	*min = q ? q->min : 0;
@@ -1157,6 +1297,7 @@ fm_store_queue_offset_at(struct fm_store *st, const char *topic,
 	struct fm_cq *q;
 	uint64_t lo, hi;
 
+	await_visible(st);
 	pthread_mutex_lock(&st->qlock);
 	q = fm_cq_find(st->queues, topic, strlen(topic), queue_id);
 	if (q == NULL) {
@@ -1195,6 +1336,7 @@ fm_store_find_key(struct fm_store *st, const char *topic, const char *key,
 	size_t more = 0;
 	int err = 0;
 
+	await_visible(st);
 	*n = 0;
 	/* pending rows are the newest; index.db has those below indexed */
 	pthread_mutex_lock(&st->qlock);

@@ -27,9 +27,11 @@
  * queue's entries are in log order and a rebuild gives the same offsets.
  *
  * Threads: every function is safe to call from any thread. fm_store_append
- * blocks until the records are as durable as the flush mode promises and
- * dispatched (readable through fm_store_cq_read, fm_store_find_key).
- * The notify hook runs on the dispatcher thread and must not block.
+ * blocks until the records are as durable as the flush mode promises;
+ * fm_store_append_async reports that through a callback instead. Either
+ * way, readers (fm_store_cq_read, fm_store_find_key, ...) see records
+ * appended before they started. The notify hook runs on the dispatcher
+ * thread and must not block.
  */
 #ifndef FM_STORE_STORE_H
 #define FM_STORE_STORE_H
@@ -75,6 +77,24 @@ void fm_store_close(struct fm_store *st);
  * or -FM_E_DISK_FULL, -FM_E_TOO_LARGE, -FM_E_NOSPC, -FM_E_IO,
  * -FM_E_NOT_WRITABLE. */
 int fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n);
+
+/* Completion of fm_store_append_async: err is 0 once the records are as
+ * durable as the flush mode promises, -FM_E_IO when the flush failed, or
+ * -FM_E_SHUTDOWN when the store closed first. Runs on a store thread and
+ * must not block nor call into the store. */
+typedef void (*fm_store_done_fn)(void *arg, int err);
+
+/* fm_store_append without waiting for durability, so that a front end
+ * can park the request instead of a thread, and concurrent requests share
+ * one fdatasync. Returns 1 when the records are already as durable as
+ * promised (always with ASYNC_FLUSH), 0 when done(arg, err) will be called
+ * later on another thread, or a negative error (nothing was stored, done
+ * is never called). Either way the records are readable once it returns
+ * 0 or 1: every read path waits for the dispatcher to pass the write
+ * offset it finds on entry, so a reader sees whatever was appended before
+ * it started. */
+int fm_store_append_async(struct fm_store *st, struct fm_record *recs, size_t n,
+    fm_store_done_fn done, void *arg);
 
 /* Read the record at a log offset (see fm_clog_read). */
 int fm_store_read(struct fm_store *st, uint64_t log_offset, struct fm_buf *buf,
