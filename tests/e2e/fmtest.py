@@ -141,13 +141,51 @@ def _short(v, limit=600):
     return s if len(s) <= limit else s[:limit] + "...(%d chars)" % len(s)
 
 
+# The error codes api/openapi.yaml lists.
+ERROR_CODES = frozenset((
+    "BAD_REQUEST", "INVALID_ARGUMENT", "NOT_FOUND", "TOPIC_NOT_FOUND",
+    "QUEUE_NOT_FOUND", "MESSAGE_NOT_FOUND", "METHOD_NOT_ALLOWED", "CONFLICT",
+    "GONE", "PAYLOAD_TOO_LARGE", "INTERNAL", "IO_ERROR", "CORRUPT",
+    "NOT_WRITABLE", "BUSY", "TIMEOUT", "SHUTTING_DOWN", "OUT_OF_MEMORY",
+    "DISK_FULL", "NO_SPACE"))
+
+
 def error_shape(resp):
-    """The contract's error form: {"error": {"code", "message"}}."""
+    """The contract's error form: {"error": {"code", "message"}}, JSON,
+    with a code from the API's list and a non-empty message."""
     j = resp.json
     return (isinstance(j, dict) and isinstance(j.get("error"), dict) and
-            isinstance(j["error"].get("code"), str) and
-            j["error"]["code"] != "" and
-            isinstance(j["error"].get("message"), str))
+            j["error"].get("code") in ERROR_CODES and
+            isinstance(j["error"].get("message"), str) and
+            j["error"]["message"] != "" and
+            resp.headers.get("Content-Type", "").startswith(
+                "application/json"))
+
+
+# Message fields api/openapi.yaml requires, with their JSON types.
+MESSAGE_FIELDS = (("msgId", str), ("topic", str), ("queueId", int),
+                  ("queueOffset", int), ("tag", (str, type(None))),
+                  ("keys", list), ("properties", dict),
+                  ("bornTimestamp", int), ("storeTimestamp", int),
+                  ("reconsumeTimes", int), ("body", str),
+                  ("bodyEncoding", str))
+
+
+def message_problems(m):
+    """What is wrong with the shape of one message ([] if nothing)."""
+    if not isinstance(m, dict):
+        return ["not an object: %r" % (m,)]
+    out = []
+    for k, ty in MESSAGE_FIELDS:
+        if k not in m:
+            out.append("missing " + k)
+        elif not isinstance(m[k], ty) or isinstance(m[k], bool):
+            out.append("%s is %r" % (k, m[k]))
+    if len(m.get("msgId") or "") != 32:
+        out.append("msgId is not 32 characters")
+    if m.get("bodyEncoding") not in ("text", "base64"):
+        out.append("bodyEncoding %r" % m.get("bodyEncoding"))
+    return out
 
 
 # ---- HTTP ----

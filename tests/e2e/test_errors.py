@@ -55,6 +55,18 @@ def test_400(t):
          None, None, "queueId=x"),
         ("GET", path("v1", "topics", "good", "messages", begin="yesterday",
                      end=1), None, None, "begin not a number"),
+        ("GET", path("v1", "topics", "good", "messages", begin=2000,
+                     end=1000), None, None, "end before begin"),
+        ("GET", path("v1", "topics", "good", "messages"), None, None,
+         "query without key or begin"),
+        ("GET", path("v1", "topics", "good", "queues", 0, "messages",
+                     max=1025), None, None, "max=1025"),
+        ("GET", path("v1", "topics", "good", "queues", 0, "messages",
+                     wait=31), None, None, "wait=31"),
+        ("GET", path("v1", "messages", "not-a-msgid"), None, None,
+         "malformed msgId"),
+        ("POST", path("v1", "topics", "good", "messages", delay=1,
+                      deliverAt=1), b"x", None, "both delay and deliverAt"),
         ("PUT", "/v1/topics/newt", b"{not json", JSON, "PUT bad JSON"),
         ("PUT", "/v1/topics/newt", b'{"queues": 0}', JSON, "queues=0"),
         ("PUT", "/v1/topics/newt", b'{"queues": 100000}', JSON,
@@ -91,8 +103,11 @@ def test_404(t):
             (path("v1", "topics", "absent", "queues", 0, "messages"),
              "pull from unknown topic", "TOPIC_NOT_FOUND"),
             (path("v1", "topics", "good", "queues", 7, "messages"),
-             "pull from a queue the topic does not have", None),
-            (path("v1", "messages", "f" * 32), "unknown msgId", None)):
+             "pull from a queue the topic does not have", "QUEUE_NOT_FOUND"),
+            (path("v1", "messages", "f" * 32), "unknown msgId",
+             "MESSAGE_NOT_FOUND"),
+            (path("routes", "absent"), "route of unknown topic", None),
+            ("/nosuchfile.js", "unknown console file", None)):
         r = node.get(url)
         t.is_error(r, 404, "%s -> 404" % desc, code)
     r = node.req("DELETE", path("v1", "topics", "absent"))
@@ -108,7 +123,8 @@ def test_405(t):
              "GET"),
             ("PATCH", path("v1", "topics", "good"), "PUT")):
         r = node.req(method, url, b"" if method != "DELETE" else None)
-        t.is_error(r, 405, "%s %s -> 405" % (method, url))
+        t.is_error(r, 405, "%s %s -> 405" % (method, url),
+                   "METHOD_NOT_ALLOWED")
         allow = [m.strip() for m in (r.headers.get("Allow") or "").split(",")]
         t.ok(must_allow in allow and method not in allow,
              "%s %s: Allow lists %s, not %s" % (method, url, must_allow,
@@ -118,7 +134,8 @@ def test_405(t):
 
 def test_413(t):
     r = node.publish("good", b"z" * (MAXMSG + 1))
-    t.is_error(r, 413, "body over maxMessageSize -> 413")
+    t.is_error(r, 413, "body over maxMessageSize -> 413",
+               "PAYLOAD_TOO_LARGE")
     # Refused from Content-Length alone: the server must not wait for the
     # body it is going to refuse.
     raw = (b"POST /v1/topics/good/messages HTTP/1.1\r\nHost: x\r\n"

@@ -11,6 +11,7 @@ each case on its own topics so the cases do not see each other's messages.
 
 import base64
 import json
+import re
 import threading
 import time
 
@@ -45,8 +46,9 @@ def published(t, r, topic, desc):
 
 def test_text_with_tag_keys_props(t):
     before = int(time.time() * 1000)
-    r = node.publish("orders", b"hello", tag="created", keys="order-42,k2",
-                     headers={"X-Prop-region": "eu", "X-Prop-tier": "gold",
+    r = node.publish("orders", b"hello", tag="created",
+                     keys=" order-42 ,, k2,",
+                     headers={"X-Prop-region": "eu", "X-Prop-Tier": "gold",
                               "Content-Type": "text/plain"})
     after = int(time.time() * 1000)
     j = published(t, r, "orders", "text publish")
@@ -58,6 +60,10 @@ def test_text_with_tag_keys_props(t):
     t.ok(m is not None, "pulled back at the acknowledged queue and offset")
     if m is None:
         return
+    t.eq(fmtest.message_problems(m), [], "message has every field of the "
+         "API's Message schema")
+    t.eq(set(j), {"msgId", "topic", "queueId", "queueOffset"},
+         "201 has exactly the PublishResult members")
     t.eq(m.get("msgId"), j["msgId"], "pulled msgId is the acknowledged one")
     t.eq(m.get("topic"), "orders", "pulled topic")
     t.eq((m.get("queueId"), m.get("queueOffset")),
@@ -65,9 +71,10 @@ def test_text_with_tag_keys_props(t):
     t.eq((m.get("body"), m.get("bodyEncoding")), ("hello", "text"),
          "text body comes back as text")
     t.eq(m.get("tag"), "created", "tag round trips")
-    t.eq(m.get("keys"), ["order-42", "k2"], "keys round trip, in order")
-    t.eq(m.get("properties"), {"region": "eu", "tier": "gold"},
-         "X-Prop-* headers become properties")
+    t.eq(m.get("keys"), ["order-42", "k2"],
+         "keys round trip in order, spaces and empty keys dropped")
+    t.eq(m.get("properties"), {"region": "eu", "Tier": "gold"},
+         "X-Prop-* headers become properties, names as sent")
     t.eq(m.get("reconsumeTimes"), 0, "reconsumeTimes 0")
     t.ok("receiptHandle" not in m, "a pulled message has no receiptHandle")
     for k in ("bornTimestamp", "storeTimestamp"):
@@ -102,7 +109,10 @@ def test_bodies(t):
     if m:
         t.eq(m["body"], base64.b64encode(allbytes).decode(),
              "binary body is standard base64")
-    roundtrip(t, "bodies", b"", "empty body", "text")
+    m = roundtrip(t, "bodies", b"", "empty body", "text")
+    if m:
+        t.eq((m.get("tag", "absent"), m.get("keys"), m.get("properties")),
+             (None, [], {}), "no tag/keys/props: tag null, [] and {}")
     roundtrip(t, "bodies", "h\u00e9llo \u2713 \u65e5\u672c \U0001f600"
               .encode("utf-8"), "multi-byte UTF-8", "text")
     roundtrip(t, "bodies", b"\xc3\x28 not utf-8", "invalid UTF-8", "base64")
@@ -254,8 +264,8 @@ def test_batch(t):
         t.eq(msgs[2].get("keys"), ["k3a", "k3b"], "per-line keys")
         t.eq(msgs[2].get("properties"), {"p": "v", "q": "w"},
              "per-line properties")
-        t.ok(msgs[0].get("tag") in (None, ""), "a line without tag has none",
-             repr(msgs[0].get("tag")))
+        t.eq(msgs[0].get("tag", "absent"), None,
+             "a line without tag has tag null")
         t.eq(msgs[4].get("keys"), ["k5"], "second line's keys are its own")
 
     # Round robin batch: every result is where it says it is.
@@ -282,6 +292,11 @@ def test_batch_atomic(t):
         (ndjson([good, {"tag": "no body"}, good]), 400, "line without body"),
         (ndjson([good, ["not", "an", "object"]]), 400, "line not an object"),
         (ndjson([good, {"body": "x", "keys": 7}]), 400, "keys not a list"),
+        (ndjson([good, {"body": "x", "bogus": 1}]), 400, "unknown member"),
+        (ndjson([good, {"body": "x", "bodyBase64": "eA=="}]), 400,
+         "both body and bodyBase64"),
+        (ndjson([good, {"body": "x", "properties": {"p": 1}}]), 400,
+         "a property value not a string"),
         (ndjson([good, good, {"body": "y" * (MAXMSG + 1)}]), 413,
          "one line over maxMessageSize"),
         (ndjson([good, {"body": "z", "tag": "t" * 300}]), 400,
@@ -291,6 +306,10 @@ def test_batch_atomic(t):
         r = node.req("POST", path("v1", "topics", topic, "messages"), body,
                      NDJSON)
         t.is_error(r, status, "batch with %s -> %d" % (desc, status))
+        if status == 400 and fmtest.error_shape(r):
+            msg = r.json["error"]["message"]
+            t.ok(re.search(r"\b2\b", msg), "batch with %s: the error "
+                 "names line number 2" % desc, repr(msg))
         now = node.max_offsets(topic, QUEUES)
         if not t.eq(now, before, "batch with %s stored nothing" % desc):
             before = now

@@ -66,7 +66,8 @@ def test_by_msgid(t):
                      pulled[a["msgId"]].get("tag"))
     t.eq(len({a["msgId"] for a in acks}), len(acks), "msgIds are unique")
     r = node.get(path("v1", "messages", "0" * 32))
-    t.is_error(r, 404, "unknown msgId -> 404")
+    t.is_error(r, 404, "unknown msgId -> 404 MESSAGE_NOT_FOUND",
+               "MESSAGE_NOT_FOUND")
 
 
 def test_by_key(t):
