@@ -528,36 +528,29 @@ commit_due(struct fm_store *st)
 	    (st->nends > 0 && fm_mono_ms() - st->last_commit_ms >= COMMIT_MS);
 }
 
+/* The index committer: appends dispatch in line (dispatch_inline); this
+ * thread only moves what they made readable into index.db, in large
+ * transactions, as the flush allows. */
 static void *
 dispatcher_main(void *arg)
 {
 	struct fm_store *st = arg;
-	struct notice *notices;
 	struct timespec ts;
-	size_t nn;
-	int failed = 0;
 
 	pthread_mutex_lock(&st->qlock);
 	while (!st->stop) {
-		if (failed || fm_clog_write_offset(st->log) <= st->dispatched) {
-			/* a failed pass is retried on the commit tick */
-			if (st->nends > 0 || failed) {
-				fm_deadline_ts(&ts, COMMIT_MS);
-				pthread_cond_timedwait(
-				    &st->wake, &st->qlock, &ts);
-			} else {
-				pthread_cond_wait(&st->wake, &st->qlock);
-			}
-			if (st->stop)
-				break;
+		if (st->nends > 0) {
+			fm_deadline_ts(&ts, COMMIT_MS);
+			pthread_cond_timedwait(&st->wake, &st->qlock, &ts);
+		} else {
+			pthread_cond_wait(&st->wake, &st->qlock);
 		}
+		if (st->stop || !commit_due(st))
+			continue;
 		pthread_mutex_unlock(&st->qlock);
 		pthread_mutex_lock(&st->disp_lock);
-		failed = dispatch_pass(st, &notices, &nn) != 0;
-		if (commit_due(st))
-			(void)commit_index(st);
+		(void)commit_index(st);
 		pthread_mutex_unlock(&st->disp_lock);
-		send_notices(st, notices, nn);
 		pthread_mutex_lock(&st->qlock);
 	}
 	pthread_mutex_unlock(&st->qlock);
@@ -1111,11 +1104,44 @@ unassign(struct fm_store *st, struct fm_record *recs, size_t n,
 	pthread_mutex_unlock(&st->qlock);
 }
 
+/* Make the records just appended readable, in log order, without the
+ * round trip through the log and the dispatcher thread: the appender has
+ * every field at hand. append_lock held; returns the notices to send once
+ * it is released. */
+static struct notice *
+dispatch_inline(struct fm_store *st, const struct fm_record *recs, size_t n,
+    uint64_t end, size_t *nn)
+{
+	struct notice *notices;
+	size_t before;
+
+	pthread_mutex_lock(&st->disp_lock);
+	pthread_mutex_lock(&st->qlock);
+	before = st->pending;
+	for (size_t i = 0; i < n; i++)
+		dispatch_record(st, &recs[i]);
+	push_end(st, end);
+	st->dispatched = end;
+	st->appended += n;
+	pthread_cond_broadcast(&st->moved);
+	/* wake the committer for its first pending batch (it then ticks on
+	 * its own) and when enough piled up, not on every append */
+	if (st->nends == 1 ||
+	    (before < COMMIT_ENTRIES && st->pending >= COMMIT_ENTRIES))
+		pthread_cond_signal(&st->wake);
+	notices = take_notices(st, nn);
+	pthread_mutex_unlock(&st->qlock);
+	pthread_mutex_unlock(&st->disp_lock);
+	return notices;
+}
+
 int
 fm_store_append_async(struct fm_store *st, struct fm_record *recs, size_t n,
     fm_store_done_fn done, void *arg)
 {
 	uint64_t *saved, end = 0;
+	struct notice *notices = NULL;
+	size_t nn = 0;
 	int64_t now;
 	int err, writable;
 
@@ -1141,16 +1167,14 @@ fm_store_append_async(struct fm_store *st, struct fm_record *recs, size_t n,
 		unassign(st, recs, n, saved);
 	} else {
 		st->last_store_ts = now;
-		pthread_mutex_lock(&st->qlock);
-		st->appended += n;
-		pthread_cond_signal(&st->wake);
-		pthread_mutex_unlock(&st->qlock);
+		notices = dispatch_inline(st, recs, n, end, &nn);
 		err = st->opt.sync_flush ? add_wait(st, end, done, arg) : 1;
 	}
 	pthread_mutex_unlock(&st->append_lock);
 	free(saved);
 	if (err == 0)
 		fm_clog_request_flush(st->log, end);
+	send_notices(st, notices, nn);
 	return err;
 }
 
