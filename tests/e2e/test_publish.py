@@ -419,8 +419,49 @@ def test_long_poll(t):
          "status %d, took %.2f s, %r" % (r.status, took, r))
 
 
+def test_odd_topic_names(t):
+    for topic in ("%RETRY%group-1", "a|b", "_-_", "T" * 127):
+        r = node.publish(topic, b"odd " + topic.encode())
+        j = published(t, r, topic, "topic %r" % topic[:20])
+        if j:
+            m = fetch(topic, j["queueId"], j["queueOffset"])
+            t.ok(m is not None and m["topic"] == topic and
+                 body_bytes(m) == b"odd " + topic.encode(),
+                 "topic %r round trips" % topic[:20], repr(m))
+
+
+def test_sigterm_answers_parked_poll(t):
+    """SIGTERM must answer a parked long-poll and exit promptly."""
+    got = {}
+
+    def poll():
+        try:
+            got["r"] = fmtest.request(
+                node.port, "GET",
+                path("v1", "topics", "lp", "queues", 0, "messages",
+                     offset=node.max_offsets("lp", QUEUES)[0], wait=20),
+                timeout=30)
+        except Exception as e:
+            got["r"] = e
+
+    th = threading.Thread(target=poll)
+    th.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    rc = node.stop()
+    took = time.monotonic() - start
+    th.join(30)
+    t.eq(rc, 0, "SIGTERM with a parked long-poll exits 0")
+    t.ok(took < 5, "and promptly", "took %.1f s" % took)
+    r = got.get("r")
+    t.ok(isinstance(r, fmtest.Resp) and
+         (r.status == 200 or (r.status == 503 and fmtest.error_shape(r))),
+         "the parked poll was answered (200, or 503 JSON)", repr(r))
+
+
 if __name__ == "__main__":
     fmtest.main([test_text_with_tag_keys_props, test_bodies,
                  test_chunked_upload, test_sizes, test_offsets_contiguous,
                  test_sharding_key, test_batch, test_batch_atomic,
-                 test_paging, test_long_poll], timeout=85, start=[node])
+                 test_paging, test_long_poll, test_odd_topic_names,
+                 test_sigterm_answers_parked_poll], timeout=85, start=[node])
