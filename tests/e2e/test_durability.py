@@ -194,6 +194,20 @@ def verify(t, pubs):
          "crashes" % len(sample))
 
 
+def test_sync_ack_is_flushed(t):
+    """SYNC_FLUSH: by the time a 201 arrives, the commit log is flushed at
+    least past the record (seen through /v1/broker, one publisher)."""
+    short = []
+    for i in range(20):
+        before = node.get("/v1/broker").json["commitLog"]["writeOffset"]
+        body = b"sync-%d-" % i + b"s" * (i * 50)
+        r = node.publish(TOPIC, body)
+        cl = node.get("/v1/broker").json["commitLog"]
+        if r.status != 201 or cl["flushedOffset"] < before + len(body) + 80:
+            short.append((i, r.status, before, cl))
+    t.eq(short, [], "every SYNC_FLUSH ack comes after the flush covering it")
+
+
 def test_after_clean_restart(t):
     counts = node.max_offsets(TOPIC, QUEUES)
     rc = node.stop()
@@ -211,5 +225,6 @@ def test_after_clean_restart(t):
 
 
 if __name__ == "__main__":
-    fmtest.main([test_kill9_while_publishing, test_after_clean_restart],
+    fmtest.main([test_kill9_while_publishing, test_sync_ack_is_flushed,
+                 test_after_clean_restart],
                 timeout=88, start=[node])
