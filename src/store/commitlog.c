@@ -91,6 +91,8 @@ struct fm_clog {
 	size_t wcap;
 
 	pthread_mutex_t fmu; /* guards requested, stop, flusher state */
+	pthread_mutex_t syncmu; /* one flush_once at a time: flushed_offset
+	                           must never move backwards */
 	pthread_cond_t fcond; /* wakes the flusher */
 	pthread_cond_t dcond; /* wakes fm_clog_wait_durable callers */
 	uint64_t requested; /* highest end a waiter asked for */
@@ -814,9 +816,10 @@ sync_segments(struct fm_clog *log, uint64_t from, uint64_t to)
 	return errnum;
 }
 
-/* Syncs everything written so far and publishes it as flushed. */
+/* Syncs everything written so far and publishes it as flushed. Caller
+ * holds syncmu. */
 static int
-flush_once(struct fm_clog *log)
+flush_locked(struct fm_clog *log)
 {
 	uint64_t from = atomic_load(&log->flushed_offset);
 	uint64_t to =
@@ -838,6 +841,23 @@ flush_once(struct fm_clog *log)
 	pthread_mutex_unlock(&log->fmu);
 	notify_flush(log);
 	return 0;
+}
+
+static int
+flush_once(struct fm_clog *log)
+{
+	int rc;
+
+	pthread_mutex_lock(&log->syncmu);
+	rc = flush_locked(log);
+	pthread_mutex_unlock(&log->syncmu);
+	return rc;
+}
+
+int
+fm_clog_flush(struct fm_clog *log)
+{
+	return flush_once(log);
 }
 
 static void
@@ -913,6 +933,7 @@ clog_free(struct fm_clog *log)
 		close(log->dirfd);
 	pthread_rwlock_destroy(&log->lock);
 	pthread_mutex_destroy(&log->fmu);
+	pthread_mutex_destroy(&log->syncmu);
 	pthread_cond_destroy(&log->fcond);
 	pthread_cond_destroy(&log->dcond);
 	free(log->wbuf);
@@ -943,6 +964,7 @@ clog_new(const struct fm_clog_options *opt)
 	pthread_rwlock_init(&log->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&log->fmu, NULL);
+	pthread_mutex_init(&log->syncmu, NULL);
 	fm_cond_init_monotonic(&log->fcond);
 	fm_cond_init_monotonic(&log->dcond);
 	return log;

@@ -79,6 +79,9 @@ int fm_clog_append(
 /* Ask the flusher to make everything below end durable, without waiting:
  * on_flush reports the progress (SYNC_FLUSH; a no-op for ASYNC_FLUSH). */
 void fm_clog_request_flush(struct fm_clog *log, uint64_t end);
+/* Make everything written so far durable now, from any thread (shares
+ * the flusher's serialisation). Returns 0 or -FM_E_IO. */
+int fm_clog_flush(struct fm_clog *log);
 /* 1 once a failed fdatasync made the log read-only. */
 int fm_clog_failed(struct fm_clog *log);
 /* Block until everything below end is on disk (SYNC_FLUSH) or return at

@@ -827,7 +827,12 @@ take_settled(struct fm_store *st, int all, size_t *n)
 		while (k < st->nwaits && st->waits[k].end <= flushed)
 			k++;
 	}
-	v = k ? xmemdup(st->waits, k * sizeof *v) : NULL;
+	if (k == 0) {
+		pthread_mutex_unlock(&st->done_lock);
+		*n = 0;
+		return NULL;
+	}
+	v = xmemdup(st->waits, k * sizeof *v);
 	memmove(st->waits, st->waits + k, (st->nwaits - k) * sizeof *v);
 	st->nwaits -= k;
 	pthread_mutex_unlock(&st->done_lock);
@@ -1026,7 +1031,10 @@ fm_store_close(struct fm_store *st)
 		return;
 	stop_threads(st);
 	st->replaying = 1;
-	if (dispatch_pass(st, &notices, &nn) == 0)
+	/* the index may not pass the flushed offset: flush first, so that
+	 * a clean restart replays nothing */
+	if (dispatch_pass(st, &notices, &nn) == 0 &&
+	    fm_clog_flush(st->log) == 0)
 		(void)commit_index(st);
 	free(notices);
 	fm_clog_close(st->log);

@@ -417,6 +417,28 @@ test_reopen_rebuild(void **state)
 	free(b);
 }
 
+/* ASYNC_FLUSH: a clean close flushes before its last index commit, so
+ * the index covers the whole log and the next open replays nothing. */
+static void
+test_clean_close_async(void **state)
+{
+	struct fixture *f = *state;
+	struct fm_store_stats s;
+
+	reopen(f, 0);
+	fm_store_close(f->st);
+	f->opt.sync_flush = 0;
+	f->opt.flush_interval_ms = 60000;
+	assert_int_equal(fm_store_open(&f->opt, &f->st), 0);
+	for (int i = 0; i < 50; i++)
+		put(f, "a", (uint32_t)i % 3, "async", "k\0", 2);
+	reopen(f, 0);
+	fm_store_stats(f->st, &s);
+	assert_true(s.write_offset > 0);
+	assert_true(s.indexed_offset == s.write_offset);
+	assert_true(s.dispatched_offset == s.write_offset);
+}
+
 static void
 test_topic_delete(void **state)
 {
@@ -518,6 +540,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_keys_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_reopen_rebuild, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_clean_close_async, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 	};
