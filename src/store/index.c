@@ -180,32 +180,22 @@ fm_index_close(struct fm_index *ix)
 	free(ix);
 }
 
-static int
-run(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
-}
-
 int
 fm_index_begin(struct fm_index *ix)
 {
-	return run(ix->st[W_BEGIN]);
+	return fm_sql_run(ix->st[W_BEGIN]);
 }
 
 int
 fm_index_commit(struct fm_index *ix)
 {
-	return run(ix->st[W_COMMIT]);
+	return fm_sql_run(ix->st[W_COMMIT]);
 }
 
 void
 fm_index_rollback(struct fm_index *ix)
 {
-	(void)run(ix->st[W_ROLLBACK]);
+	(void)fm_sql_run(ix->st[W_ROLLBACK]);
 }
 
 int
@@ -220,7 +210,7 @@ fm_index_put_chunk(struct fm_index *ix, const struct fm_index_chunk *c)
 	sqlite3_bind_int64(st, 5, c->last_ts);
 	sqlite3_bind_int64(st, 6, (sqlite3_int64)c->min_log);
 	sqlite3_bind_blob64(st, 7, c->entries, c->len, SQLITE_STATIC);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 int
@@ -232,7 +222,7 @@ fm_index_put_key(struct fm_index *ix, const char *topic, const char *key,
 	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)log_offset);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 int
@@ -241,7 +231,7 @@ fm_index_set_applied(struct fm_index *ix, uint64_t log_offset)
 	sqlite3_stmt *st = ix->st[W_SET_APPLIED];
 
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)log_offset);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 int
@@ -260,7 +250,7 @@ static int
 run_topic(sqlite3_stmt *st, const char *topic)
 {
 	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 static int
@@ -268,7 +258,7 @@ run_topic_offset(sqlite3_stmt *st, const char *topic, uint64_t off)
 {
 	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 int
@@ -299,7 +289,7 @@ fm_index_delete_chunks_below(
 	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, queue_id);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)chunk);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 int
@@ -308,18 +298,18 @@ fm_index_delete_keys_below(struct fm_index *ix, uint64_t log_offset)
 	sqlite3_stmt *st = ix->st[W_DEL_KEYS_BELOW];
 
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)log_offset);
-	return run(st);
+	return fm_sql_run(st);
 }
 
 int
 fm_index_wipe(struct fm_index *ix)
 {
-	int err = run(ix->st[W_WIPE_CQ]);
+	int err = fm_sql_run(ix->st[W_WIPE_CQ]);
 
 	if (err == 0)
-		err = run(ix->st[W_WIPE_KEYS]);
+		err = fm_sql_run(ix->st[W_WIPE_KEYS]);
 	if (err == 0)
-		err = run(ix->st[W_WIPE_META]);
+		err = fm_sql_run(ix->st[W_WIPE_META]);
 	return err;
 }
 

@@ -86,3 +86,13 @@ fail:
 	sqlite3_close(db);
 	return err != 0 ? err : -FM_E_IO;
 }
+
+int
+fm_sql_run(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
+}

@@ -20,6 +20,9 @@ int fm_sql_open(const char *path, int flags, const char *setup, sqlite3 **out);
 int fm_sql_exec(sqlite3 *db, const char *sql);
 /* Prepare a long-lived statement; logs the SQL on failure. */
 int fm_sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
+/* Step a prepared statement that returns no rows, then reset it and clear
+ * its bindings. Returns 0 or a negative FM_E_* code. */
+int fm_sql_run(sqlite3_stmt *st);
 /* Map an SQLite result code to 0 or a negative FM_E_* code. */
 int fm_sql_err(int rc);
 

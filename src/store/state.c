@@ -96,17 +96,6 @@ fm_state_close(struct fm_state *s)
 	free(s);
 }
 
-/* Step a statement that returns no rows, then reset it. */
-static int
-run(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
-}
-
 static void
 row_topic(sqlite3_stmt *st, struct fm_topic_conf *tc)
 {
@@ -131,7 +120,7 @@ fm_state_topic_put(struct fm_state *s, const struct fm_topic_conf *tc)
 	sqlite3_bind_int64(st, 2, tc->queues);
 	sqlite3_bind_int64(st, 3, tc->perm);
 	sqlite3_bind_int64(st, 4, tc->created_ms);
-	err = run(st);
+	err = fm_sql_run(st);
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }
@@ -195,27 +184,27 @@ fm_state_topic_delete(
 	int err;
 
 	pthread_mutex_lock(&s->lock);
-	err = run(s->st[S_BEGIN]);
+	err = fm_sql_run(s->st[S_BEGIN]);
 	if (err != 0)
 		goto out;
 	sqlite3_bind_text(add, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(add, 2, (sqlite3_int64)log_offset);
-	err = run(add);
+	err = fm_sql_run(add);
 	if (err != 0)
 		goto fail;
 	sqlite3_bind_text(del, 1, name, -1, SQLITE_STATIC);
-	err = run(del);
+	err = fm_sql_run(del);
 	if (err != 0)
 		goto fail;
 	*existed = sqlite3_changes(s->db) > 0;
-	err = run(s->st[S_COMMIT]);
+	err = fm_sql_run(s->st[S_COMMIT]);
 	if (err != 0)
 		goto fail;
 out:
 	pthread_mutex_unlock(&s->lock);
 	return err;
 fail:
-	run(s->st[S_ROLLBACK]);
+	fm_sql_run(s->st[S_ROLLBACK]);
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }
@@ -264,7 +253,7 @@ fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset)
 
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)log_offset);
-	err = run(st);
+	err = fm_sql_run(st);
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }
