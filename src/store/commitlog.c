@@ -45,6 +45,7 @@
 
 #include "base/clock.h"
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
@@ -233,30 +234,18 @@ sync_dir(struct fm_clog *log)
 static void
 marker_encode(unsigned char m[16], uint64_t offset, uint32_t magic)
 {
-	for (int i = 0; i < 8; i++)
-		m[i] = (unsigned char)(offset >> (8 * i));
-	for (int i = 0; i < 4; i++)
-		m[8 + i] = (unsigned char)(magic >> (8 * i));
-	uint32_t crc = fm_crc32c(0, m, 12);
-	for (int i = 0; i < 4; i++)
-		m[12 + i] = (unsigned char)(crc >> (8 * i));
+	fm_le_put64(m, offset);
+	fm_le_put32(m + 8, magic);
+	fm_le_put32(m + 12, fm_crc32c(0, m, 12));
 }
 
 static int
 marker_decode(const unsigned char m[16], uint32_t magic, uint64_t *offset)
 {
-	uint64_t off = 0;
-	uint32_t mg = 0, crc = 0;
-
-	for (int i = 7; i >= 0; i--)
-		off = (off << 8) | m[i];
-	for (int i = 3; i >= 0; i--) {
-		mg = (mg << 8) | m[8 + i];
-		crc = (crc << 8) | m[12 + i];
-	}
-	if (mg != magic || crc != fm_crc32c(0, m, 12))
+	if (fm_le_get32(m + 8) != magic ||
+	    fm_le_get32(m + 12) != fm_crc32c(0, m, 12))
 		return -FM_E_CORRUPT;
-	*offset = off;
+	*offset = fm_le_get64(m);
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/endian.h"
 #include "base/err.h"
 #include "base/xmalloc.h"
 #include "store/cq.h"
@@ -18,40 +19,6 @@ struct fm_cq_table {
 	size_t nbuckets; /* power of two */
 	size_t n; /* queues in the table */
 };
-
-static void
-put_u32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-put_u64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t
-get_u32(const unsigned char *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 /*
  * One packed entry, little-endian, FM_CQ_ENTRY_SIZE bytes; a chunk blob is
@@ -73,9 +40,9 @@ fm_cq_pack(const struct fm_cq_entry *in, size_t n, unsigned char *dst)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char *p = dst + i * FM_CQ_ENTRY_SIZE;
 
-		put_u64(p, in[i].log_offset);
-		put_u32(p + 8, in[i].size);
-		put_u64(p + 12, in[i].tag_hash);
+		fm_le_put64(p, in[i].log_offset);
+		fm_le_put32(p + 8, in[i].size);
+		fm_le_put64(p + 12, in[i].tag_hash);
 	}
 }
 
@@ -88,9 +55,9 @@ fm_cq_unpack(
 	if (len / FM_CQ_ENTRY_SIZE <= i)
 		return -FM_E_NOT_FOUND;
 	p = blob + i * FM_CQ_ENTRY_SIZE;
-	out->log_offset = get_u64(p);
-	out->size = get_u32(p + 8);
-	out->tag_hash = get_u64(p + 12);
+	out->log_offset = fm_le_get64(p);
+	out->size = fm_le_get32(p + 8);
+	out->tag_hash = fm_le_get64(p + 12);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "base/err.h"
 #include "store/record.h"
 
@@ -55,53 +56,6 @@ enum {
 	OFF_BODY_LEN = 76,
 	CRC_FROM = 12 /* the CRC covers [CRC_FROM, total_size) */
 };
-
-static void
-put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t
-get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 size_t
 fm_record_size(const struct fm_record *r)
@@ -143,63 +97,64 @@ fm_record_encode(struct fm_record *r, unsigned char *dst)
 	if (rc != 0)
 		return rc;
 	r->size = (uint32_t)fm_record_size(r);
-	put32(dst + OFF_SIZE, r->size);
-	put32(dst + OFF_MAGIC, FM_REC_MAGIC);
-	put32(dst + OFF_FLAGS, r->flags);
-	put64(dst + OFF_LOG_OFFSET, r->log_offset);
-	put64(dst + OFF_QUEUE_OFFSET, r->queue_offset);
-	put32(dst + OFF_QUEUE_ID, r->queue_id);
-	put32(dst + OFF_RECONSUME, r->reconsume_times);
-	put64(dst + OFF_BORN_TS, (uint64_t)r->born_ts);
-	put64(dst + OFF_STORE_TS, (uint64_t)r->store_ts);
-	put64(dst + OFF_DELIVER_AT, (uint64_t)r->deliver_at);
-	put16(dst + OFF_TOPIC_LEN, r->topic_len);
-	put16(dst + OFF_TAG_LEN, r->tag_len);
-	put32(dst + OFF_KEYS_LEN, r->keys_len);
-	put32(dst + OFF_PROPS_LEN, r->props_len);
-	put32(dst + OFF_BODY_LEN, r->body_len);
+	fm_le_put32(dst + OFF_SIZE, r->size);
+	fm_le_put32(dst + OFF_MAGIC, FM_REC_MAGIC);
+	fm_le_put32(dst + OFF_FLAGS, r->flags);
+	fm_le_put64(dst + OFF_LOG_OFFSET, r->log_offset);
+	fm_le_put64(dst + OFF_QUEUE_OFFSET, r->queue_offset);
+	fm_le_put32(dst + OFF_QUEUE_ID, r->queue_id);
+	fm_le_put32(dst + OFF_RECONSUME, r->reconsume_times);
+	fm_le_put64(dst + OFF_BORN_TS, (uint64_t)r->born_ts);
+	fm_le_put64(dst + OFF_STORE_TS, (uint64_t)r->store_ts);
+	fm_le_put64(dst + OFF_DELIVER_AT, (uint64_t)r->deliver_at);
+	fm_le_put16(dst + OFF_TOPIC_LEN, r->topic_len);
+	fm_le_put16(dst + OFF_TAG_LEN, r->tag_len);
+	fm_le_put32(dst + OFF_KEYS_LEN, r->keys_len);
+	fm_le_put32(dst + OFF_PROPS_LEN, r->props_len);
+	fm_le_put32(dst + OFF_BODY_LEN, r->body_len);
 	p = dst + FM_REC_HEADER_SIZE;
 	p = put_bytes(p, r->topic, r->topic_len);
 	p = put_bytes(p, r->tag, r->tag_len);
 	p = put_bytes(p, r->keys, r->keys_len);
 	p = put_bytes(p, r->props, r->props_len);
 	put_bytes(p, r->body, r->body_len);
-	put32(dst + OFF_CRC, fm_crc32c(0, dst + CRC_FROM, r->size - CRC_FROM));
+	fm_le_put32(
+	    dst + OFF_CRC, fm_crc32c(0, dst + CRC_FROM, r->size - CRC_FROM));
 	return 0;
 }
 
 void
 fm_record_encode_blank(unsigned char *dst, uint32_t size)
 {
-	put32(dst + OFF_SIZE, size);
-	put32(dst + OFF_MAGIC, FM_REC_BLANK_MAGIC);
-	put32(dst + OFF_CRC, 0);
+	fm_le_put32(dst + OFF_SIZE, size);
+	fm_le_put32(dst + OFF_MAGIC, FM_REC_BLANK_MAGIC);
+	fm_le_put32(dst + OFF_CRC, 0);
 }
 
 void
 fm_record_peek(const unsigned char *src, uint32_t *size, uint32_t *magic)
 {
-	*size = get32(src + OFF_SIZE);
-	*magic = get32(src + OFF_MAGIC);
+	*size = fm_le_get32(src + OFF_SIZE);
+	*magic = fm_le_get32(src + OFF_MAGIC);
 }
 
 static void
 decode_header(const unsigned char *src, struct fm_record *r)
 {
-	r->size = get32(src + OFF_SIZE);
-	r->flags = get32(src + OFF_FLAGS);
-	r->log_offset = get64(src + OFF_LOG_OFFSET);
-	r->queue_offset = get64(src + OFF_QUEUE_OFFSET);
-	r->queue_id = get32(src + OFF_QUEUE_ID);
-	r->reconsume_times = get32(src + OFF_RECONSUME);
-	r->born_ts = (int64_t)get64(src + OFF_BORN_TS);
-	r->store_ts = (int64_t)get64(src + OFF_STORE_TS);
-	r->deliver_at = (int64_t)get64(src + OFF_DELIVER_AT);
-	r->topic_len = get16(src + OFF_TOPIC_LEN);
-	r->tag_len = get16(src + OFF_TAG_LEN);
-	r->keys_len = get32(src + OFF_KEYS_LEN);
-	r->props_len = get32(src + OFF_PROPS_LEN);
-	r->body_len = get32(src + OFF_BODY_LEN);
+	r->size = fm_le_get32(src + OFF_SIZE);
+	r->flags = fm_le_get32(src + OFF_FLAGS);
+	r->log_offset = fm_le_get64(src + OFF_LOG_OFFSET);
+	r->queue_offset = fm_le_get64(src + OFF_QUEUE_OFFSET);
+	r->queue_id = fm_le_get32(src + OFF_QUEUE_ID);
+	r->reconsume_times = fm_le_get32(src + OFF_RECONSUME);
+	r->born_ts = (int64_t)fm_le_get64(src + OFF_BORN_TS);
+	r->store_ts = (int64_t)fm_le_get64(src + OFF_STORE_TS);
+	r->deliver_at = (int64_t)fm_le_get64(src + OFF_DELIVER_AT);
+	r->topic_len = fm_le_get16(src + OFF_TOPIC_LEN);
+	r->tag_len = fm_le_get16(src + OFF_TAG_LEN);
+	r->keys_len = fm_le_get32(src + OFF_KEYS_LEN);
+	r->props_len = fm_le_get32(src + OFF_PROPS_LEN);
+	r->body_len = fm_le_get32(src + OFF_BODY_LEN);
 }
 
 int
@@ -208,8 +163,8 @@ fm_record_decode(const unsigned char *src, size_t len, struct fm_record *r)
 	const unsigned char *p;
 	uint64_t sum;
 
-	if (len < FM_REC_HEADER_SIZE || get32(src + OFF_SIZE) != len ||
-	    get32(src + OFF_MAGIC) != FM_REC_MAGIC)
+	if (len < FM_REC_HEADER_SIZE || fm_le_get32(src + OFF_SIZE) != len ||
+	    fm_le_get32(src + OFF_MAGIC) != FM_REC_MAGIC)
 		return -FM_E_CORRUPT;
 	decode_header(src, r);
 	sum = (uint64_t)FM_REC_HEADER_SIZE + r->topic_len + r->tag_len +
@@ -217,7 +172,7 @@ fm_record_decode(const unsigned char *src, size_t len, struct fm_record *r)
 	if (sum != len || r->topic_len > FM_REC_MAX_TOPIC ||
 	    r->tag_len > FM_REC_MAX_TAG)
 		return -FM_E_CORRUPT;
-	if (get32(src + OFF_CRC) !=
+	if (fm_le_get32(src + OFF_CRC) !=
 	    fm_crc32c(0, src + CRC_FROM, len - CRC_FROM))
 		return -FM_E_CORRUPT;
 	p = src + FM_REC_HEADER_SIZE;
