@@ -37,7 +37,7 @@
 #include <microhttpd.h>
 
 #define REF_POOL_THREADS 2
-#define REF_CONN_MEMORY (128 * 1024)
+#define REF_CONN_MEMORY (32 * 1024)
 #define REF_MAX_CONNECTIONS 10000
 #define REF_CONN_TIMEOUT_S 60
 #define REF_GET_MAX (1024 * 1024)
