@@ -54,6 +54,7 @@ on_notify(void *arg, const char *topic, uint32_t queue_id, uint64_t max_offset)
 	struct fm_broker *b = arg;
 
 	fm_waiters_notify(b->ws, topic, queue_id, max_offset);
+	fm_groups_notify(b->groups, topic, queue_id, max_offset);
 }
 
 /* brokerIP1 as an IPv4 address (msgIds carry 4 bytes): a literal, or the
@@ -155,6 +156,12 @@ fm_broker_open(
 		    cause, rc, "cannot load topics: %s", fm_err_msg(rc));
 		goto fail;
 	}
+	if ((rc = fm_groups_open(b, &b->groups)) < 0) {
+		b->groups = NULL;
+		rc = fm_broker_fail(cause, rc,
+		    "cannot load consumer groups: %s", fm_err_msg(rc));
+		goto fail;
+	}
 	fm_info("broker %s (%s) open: %zu topics, store in %s",
 	    cfg->broker_name, b->addr, b->ntopics, cfg->store_path_root_dir);
 	*out = b;
@@ -171,6 +178,7 @@ fm_broker_close(struct fm_broker *b)
 		return;
 	if (b->ws)
 		fm_waiters_shutdown(b->ws);
+	fm_groups_close(b->groups);
 	if (b->st)
 		fm_store_close(b->st);
 	fm_waiters_free(b->ws);

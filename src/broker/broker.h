@@ -185,6 +185,103 @@ struct fm_watch *fm_broker_watch(struct fm_broker *b, const char *topic,
  * With FM_ANY_QUEUE, offset is compared with every queue's max. */
 int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
 
+/* ---- consumer groups (RocketMQ 5 SimpleConsumer / POP) ---- */
+
+/*
+ * Per (topic, group) and queue the broker keeps two offsets: next, the
+ * next queue offset never handed out, and consumed, the ack watermark:
+ * every message below it is acked, sent to the DLQ or skipped by a tag
+ * filter. Messages in [consumed, next) that are not done are in flight:
+ * invisible to the group until their visible time, then handed out again
+ * with reconsumeTimes + 1. A message is delivered with reconsumeTimes
+ * 0..maxReconsumeTimes; when the last delivery fails (expires or is
+ * nacked) a copy goes to the topic "%DLQ%{group}" (created with 1 queue)
+ * with the properties ORIGIN_MESSAGE_ID, ORIGIN_TOPIC, ORIGIN_QUEUE_ID,
+ * ORIGIN_QUEUE_OFFSET and RECONSUME_TIMES, and it is acked in the group.
+ * A group is created by its first receive or reset, starting at each
+ * queue's oldest retained message. Offsets and receipts are durable in
+ * the store before a receive, ack, nack or reset returns; after a restart
+ * what was in flight is handed out again once its visible time passes,
+ * and receipt handles given before the restart stay valid.
+ * Group names follow the topic name rules, at most 122 characters (so
+ * that "%DLQ%{group}" is a topic name).
+ */
+
+#define FM_RECEIPT_LEN 64 /* hex characters of a receipt handle */
+#define FM_WATCH_TOPIC_LEN (2 * FM_REC_MAX_TOPIC + 1)
+
+struct fm_recv_opts {
+	size_t max; /* 1..FM_PULL_MAX messages */
+	int64_t invisible_ms; /* 1 ms .. 12 h */
+	const char *tags; /* NULL, "" or "*": every message; "a||b": those
+	                     whose tag is a or b (others are skipped: done) */
+};
+
+struct fm_recv_result {
+	struct fm_msg_list msgs; /* rec.reconsume_times is the delivery's */
+	char (*receipts)[FM_RECEIPT_LEN + 1]; /* owned, one per message */
+	/* To long-poll: fm_broker_watch(b, watch_topic, 0, watch_offset, ..)
+	 * fires when the group may have something new (an append to the
+	 * topic, a message visible again, a reset). */
+	char watch_topic[FM_WATCH_TOPIC_LEN + 1];
+	uint64_t watch_offset;
+};
+
+#define FM_RECV_RESULT_INIT \
+	{ \
+		FM_MSG_LIST_INIT, NULL, "", 0 \
+	}
+
+void fm_recv_result_free(struct fm_recv_result *r);
+
+/* Hand out up to max messages of topic to group, taking queues round
+ * robin, messages visible again first. May return none. -FM_E_NOT_FOUND
+ * for an unknown topic, -FM_E_INVALID for bad names or options. */
+int fm_broker_group_receive(struct fm_broker *b, const char *topic,
+    const char *group, const struct fm_recv_opts *opts,
+    struct fm_recv_result *out, char **cause);
+
+/* Ack (nack == 0) or nack n receipt handles in one durable commit. A
+ * nacked message becomes visible again after delay_ms, or with delay_ms
+ * < 0 after RocketMQ's retry ladder for its reconsumeTimes (10s 30s 1m
+ * 2m .. 10m 20m 30m 1h 2h); a nack of the last allowed delivery sends it
+ * to the DLQ. Per handle errs[i] is 0 or: -FM_E_INVALID (not a receipt
+ * handle, or one of another topic or group), -FM_E_GONE (acked, nacked
+ * or handed out again since: stale); causes[i] is then new (else NULL).
+ * Returns 0, or an error of the whole call (nothing was done). */
+int fm_broker_group_settle(struct fm_broker *b, const char *topic,
+    const char *group, int nack, int64_t delay_ms, const char *const *handles,
+    size_t n, int *errs, char **causes, char **cause);
+
+struct fm_group_queue {
+	uint32_t queue_id;
+	uint64_t consumed; /* ack watermark */
+	uint64_t next; /* next offset never handed out */
+	uint64_t max_offset; /* of the queue */
+	size_t in_flight; /* handed out, not done */
+};
+
+/* Per queue state of an existing group. *out is new (free()).
+ * -FM_E_NOT_FOUND when the group has never received on topic. */
+int fm_broker_group_state(struct fm_broker *b, const char *topic,
+    const char *group, struct fm_group_queue **out, size_t *n, char **cause);
+
+enum fm_reset { FM_RESET_EARLIEST, FM_RESET_LATEST, FM_RESET_TIMESTAMP };
+
+/* Move every queue of the group to its oldest message, past its newest,
+ * or to the first message stored at or after ts_ms; what was in flight
+ * is forgotten (its handles become stale). Creates the group. */
+int fm_broker_group_reset(struct fm_broker *b, const char *topic,
+    const char *group, enum fm_reset how, int64_t ts_ms, char **cause);
+
+struct fm_group_name {
+	char topic[FM_REC_MAX_TOPIC + 1];
+	char group[FM_REC_MAX_TOPIC + 1];
+};
+/* Every (topic, group), sorted. *out is new (free()). */
+int fm_broker_group_list(
+    struct fm_broker *b, struct fm_group_name **out, size_t *n);
+
 /* ---- topics ---- */
 
 #define FM_PERM_READ 4u

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "broker/groups.h"
 #include "broker/msgid.h"
 #include "broker/waiters.h"
 
@@ -42,6 +43,7 @@ struct fm_broker {
 	atomic_uint_fast64_t published_bytes;
 	atomic_uint_fast64_t publish_errors;
 	atomic_uint_fast64_t pulled_msgs;
+	struct fm_groups *groups; /* consumer groups (groups.c) */
 };
 
 /* Set *cause (when wanted) to a new formatted string; returns err. Each

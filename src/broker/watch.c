@@ -23,6 +23,8 @@ has_data(
 	struct fm_topic_conf tc;
 	uint64_t min, max;
 
+	if (fm_groups_is_watch_topic(topic))
+		return fm_groups_has_data(b->groups, topic, offset);
 	if (queue_id != FM_ANY_QUEUE) {
 		fm_store_queue_range(b->st, topic, queue_id, &min, &max);
 		return max > offset;

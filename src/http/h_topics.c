@@ -1,6 +1,6 @@
 /*
  * h_topics.c - topic administration: create or update, read with per
- * queue offsets, delete, list; and the (for now empty) group list.
+ * queue offsets, delete, list. (The group list is in h_groups.c.)
  *
  * Owns nothing across requests. A PUT leaves what the body does not name
  * as it was (or at the defaults for a new topic), so it is idempotent.
@@ -156,18 +156,5 @@ fm_h_topic_list(struct fm_req *r)
 	fm_json_arr_end(&j);
 	fm_json_obj_end(&j);
 	free(tcs);
-	return FM_H_DONE;
-}
-
-int
-fm_h_group_list(struct fm_req *r)
-{
-	struct fm_json j;
-
-	fm_reply_json(r, MHD_HTTP_OK, &j);
-	fm_json_obj(&j, NULL);
-	fm_json_arr(&j, "groups");
-	fm_json_arr_end(&j);
-	fm_json_obj_end(&j);
 	return FM_H_DONE;
 }

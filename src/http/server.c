@@ -69,6 +69,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
+#include "http/h_groups.h"
 #include "http/http.h"
 #include "http/reply.h"
 #include "http/server.h"
@@ -93,6 +94,11 @@ static const struct fm_route routes[] = {
     {"POST", "/v1/topics/{topic}/messages", fm_h_publish},
     {"GET", "/v1/topics/{topic}/messages", fm_h_query},
     {"GET", "/v1/topics/{topic}/queues/{queueId}/messages", fm_h_pull},
+    {"POST", "/v1/topics/{topic}/groups/{group}/receive", fm_h_group_receive},
+    {"POST", "/v1/topics/{topic}/groups/{group}/ack", fm_h_group_ack},
+    {"POST", "/v1/topics/{topic}/groups/{group}/nack", fm_h_group_nack},
+    {"POST", "/v1/topics/{topic}/groups/{group}/reset", fm_h_group_reset},
+    {"GET", "/v1/topics/{topic}/groups/{group}", fm_h_group_get},
     {"PUT", "/v1/topics/{topic}", fm_h_topic_put},
     {"GET", "/v1/topics/{topic}", fm_h_topic_get},
     {"DELETE", "/v1/topics/{topic}", fm_h_topic_delete},

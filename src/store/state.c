@@ -1,9 +1,18 @@
 /*
- * state.c - state.db (see state.h): topics and topic tombstones.
+ * state.c - state.db (see state.h): topics, topic tombstones, consumer
+ * group offsets and receipts.
  *
  * One connection, every statement prepared once at open, one mutex. Each
  * public function is one statement or one explicit transaction, so a
  * failure leaves the database as it was.
+ *
+ * Group commit (fm_state_group_write): each caller links a gc_wait on its
+ * own stack, holding a borrowed pointer to its rows, into gc_head. Whoever
+ * finds no leader (gc_busy == 0) becomes one: it takes the whole list,
+ * commits it in one transaction, marks every gc_wait done with the
+ * result, and wakes the rest. A gc_wait is only touched under gc_lock, and
+ * its owner returns only after seeing done, so the rows outlive the
+ * commit that uses them.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,7 +31,16 @@ static const char state_setup[] =
     " created_ms INTEGER NOT NULL) WITHOUT ROWID\0"
     "CREATE TABLE IF NOT EXISTS topic_tombstones(topic TEXT NOT NULL,"
     " log_offset INTEGER NOT NULL, PRIMARY KEY(topic, log_offset))"
-    " WITHOUT ROWID\0";
+    " WITHOUT ROWID\0"
+    "CREATE TABLE IF NOT EXISTS group_offsets(topic TEXT NOT NULL,"
+    " grp TEXT NOT NULL, queue_id INTEGER NOT NULL,"
+    " ack_offset INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+    " PRIMARY KEY(topic, grp, queue_id)) WITHOUT ROWID\0"
+    "CREATE TABLE IF NOT EXISTS group_receipts(topic TEXT NOT NULL,"
+    " grp TEXT NOT NULL, queue_id INTEGER NOT NULL,"
+    " queue_offset INTEGER NOT NULL, nonce INTEGER NOT NULL,"
+    " reconsume INTEGER NOT NULL, visible_at INTEGER NOT NULL,"
+    " PRIMARY KEY(topic, grp, queue_id, queue_offset)) WITHOUT ROWID\0";
 
 enum {
 	S_BEGIN,
@@ -35,6 +53,12 @@ enum {
 	S_TOMB_ADD,
 	S_TOMB_LIST,
 	S_TOMB_PRUNE,
+	S_GOFF_PUT,
+	S_GOFF_LIST,
+	S_GRCPT_PUT,
+	S_GRCPT_DEL,
+	S_GRCPT_CLEAR,
+	S_GRCPT_LIST,
 	S__COUNT
 };
 
@@ -53,12 +77,39 @@ static const char *const state_sql[S__COUNT] = {
                    " log_offset) VALUES(?1, ?2)",
     [S_TOMB_LIST] = "SELECT topic, log_offset FROM topic_tombstones",
     [S_TOMB_PRUNE] = "DELETE FROM topic_tombstones WHERE log_offset <= ?1",
+    [S_GOFF_PUT] = "INSERT OR REPLACE INTO group_offsets(topic, grp,"
+                   " queue_id, ack_offset, next_offset)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [S_GOFF_LIST] = "SELECT topic, grp, queue_id, ack_offset, next_offset"
+                    " FROM group_offsets",
+    [S_GRCPT_PUT] = "INSERT OR REPLACE INTO group_receipts(topic, grp,"
+                    " queue_id, queue_offset, nonce, reconsume, visible_at)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_GRCPT_DEL] = "DELETE FROM group_receipts WHERE topic = ?1 AND"
+                    " grp = ?2 AND queue_id = ?3 AND queue_offset = ?4",
+    [S_GRCPT_CLEAR] = "DELETE FROM group_receipts WHERE topic = ?1 AND"
+                      " grp = ?2",
+    [S_GRCPT_LIST] = "SELECT topic, grp, queue_id, queue_offset, nonce,"
+                     " reconsume, visible_at FROM group_receipts",
+};
+
+/* One caller of fm_state_group_write, on its stack (see the top). */
+struct gc_wait {
+	const struct fm_grow *rows; /* borrowed until done */
+	size_t n;
+	int err; /* the commit's result, once done */
+	int done;
+	struct gc_wait *next;
 };
 
 struct fm_state {
 	sqlite3 *db;
 	sqlite3_stmt *st[S__COUNT];
 	pthread_mutex_t lock; /* guards db and st */
+	pthread_mutex_t gc_lock; /* guards the gc_ fields and every gc_wait */
+	pthread_cond_t gc_cond; /* a batch was committed */
+	struct gc_wait *gc_head, *gc_tail; /* queued, not yet taken */
+	int gc_busy; /* a leader is committing a batch */
 };
 
 int
@@ -68,6 +119,8 @@ fm_state_open(const char *path, struct fm_state **out)
 	int err;
 
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_cond_init(&s->gc_cond, NULL);
 	err = fm_sql_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 	    state_setup, &s->db);
 	if (err != 0)
@@ -93,6 +146,8 @@ fm_state_close(struct fm_state *s)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->gc_lock);
+	pthread_cond_destroy(&s->gc_cond);
 	free(s);
 }
 
@@ -255,5 +310,180 @@ fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset)
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)log_offset);
 	err = fm_sql_run(st);
 	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+/* ---- consumer groups ---- */
+
+static int
+group_row(struct fm_state *s, const struct fm_grow *g)
+{
+	sqlite3_stmt *st;
+
+	switch (g->kind) {
+	case FM_GROW_OFFSET:
+		st = s->st[S_GOFF_PUT];
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)g->offset);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)g->next);
+		break;
+	case FM_GROW_RECEIPT:
+		st = s->st[S_GRCPT_PUT];
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)g->offset);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)g->nonce);
+		sqlite3_bind_int64(st, 6, g->reconsume);
+		sqlite3_bind_int64(st, 7, g->visible_at);
+		break;
+	case FM_GROW_RECEIPT_DEL:
+		st = s->st[S_GRCPT_DEL];
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)g->offset);
+		break;
+	case FM_GROW_CLEAR:
+		st = s->st[S_GRCPT_CLEAR];
+		sqlite3_bind_text(st, 1, g->topic, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, g->group, -1, SQLITE_STATIC);
+		return fm_sql_run(st);
+	default:
+		return -FM_E_INVALID;
+	}
+	sqlite3_bind_text(st, 1, g->topic, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, g->group, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, g->queue_id);
+	return fm_sql_run(st);
+}
+
+/* One transaction for every row of the batch. */
+static int
+group_commit(struct fm_state *s, struct gc_wait *batch)
+{
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = fm_sql_run(s->st[S_BEGIN]);
+	if (err != 0)
+		goto out;
+	for (struct gc_wait *w = batch; w != NULL; w = w->next)
+		for (size_t i = 0; i < w->n; i++)
+			if ((err = group_row(s, &w->rows[i])) != 0)
+				goto fail;
+	err = fm_sql_run(s->st[S_COMMIT]);
+	if (err != 0)
+		goto fail;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return err;
+fail:
+	fm_sql_run(s->st[S_ROLLBACK]);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+/* gc_lock held: commit everything queued, as the leader. */
+static void
+group_lead(struct fm_state *s)
+{
+	struct gc_wait *batch = s->gc_head, *next;
+	int err;
+
+	s->gc_head = s->gc_tail = NULL;
+	s->gc_busy = 1;
+	pthread_mutex_unlock(&s->gc_lock);
+	err = group_commit(s, batch);
+	pthread_mutex_lock(&s->gc_lock);
+	for (struct gc_wait *w = batch; w != NULL; w = next) {
+		next = w->next;
+		w->err = err;
+		w->done = 1;
+	}
+	s->gc_busy = 0;
+	pthread_cond_broadcast(&s->gc_cond);
+}
+
+int
+fm_state_group_write(struct fm_state *s, const struct fm_grow *rows, size_t n)
+{
+	struct gc_wait me = {rows, n, 0, 0, NULL};
+
+	if (n == 0)
+		return 0;
+	pthread_mutex_lock(&s->gc_lock);
+	if (s->gc_tail != NULL)
+		s->gc_tail->next = &me;
+	else
+		s->gc_head = &me;
+	s->gc_tail = &me;
+	while (!me.done) {
+		if (!s->gc_busy)
+			group_lead(s);
+		else
+			pthread_cond_wait(&s->gc_cond, &s->gc_lock);
+	}
+	pthread_mutex_unlock(&s->gc_lock);
+	return me.err;
+}
+
+static void
+row_names(sqlite3_stmt *st, struct fm_grow *g)
+{
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	const unsigned char *grp = sqlite3_column_text(st, 1);
+
+	if (t != NULL)
+		strncpy(g->topic, (const char *)t, FM_REC_MAX_TOPIC);
+	if (grp != NULL)
+		strncpy(g->group, (const char *)grp, FM_REC_MAX_TOPIC);
+	g->queue_id = (uint32_t)sqlite3_column_int64(st, 2);
+	g->offset = (uint64_t)sqlite3_column_int64(st, 3);
+}
+
+/* Append the rows of one list statement to *v. */
+static int
+group_list(sqlite3_stmt *st, enum fm_grow_kind kind, struct fm_grow **v,
+    size_t *len, size_t *cap)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct fm_grow *g;
+
+		if (*len == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*v = xreallocarray(*v, *cap, sizeof(**v));
+		}
+		g = &(*v)[(*len)++];
+		memset(g, 0, sizeof(*g));
+		g->kind = kind;
+		row_names(st, g);
+		if (kind == FM_GROW_OFFSET) {
+			g->next = (uint64_t)sqlite3_column_int64(st, 4);
+		} else {
+			g->nonce = (uint64_t)sqlite3_column_int64(st, 4);
+			g->reconsume = (uint32_t)sqlite3_column_int64(st, 5);
+			g->visible_at = sqlite3_column_int64(st, 6);
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
+}
+
+int
+fm_state_group_load(struct fm_state *s, struct fm_grow **out, size_t *n)
+{
+	struct fm_grow *v = NULL;
+	size_t len = 0, cap = 0;
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = group_list(s->st[S_GOFF_LIST], FM_GROW_OFFSET, &v, &len, &cap);
+	if (err == 0)
+		err = group_list(
+		    s->st[S_GRCPT_LIST], FM_GROW_RECEIPT, &v, &len, &cap);
+	pthread_mutex_unlock(&s->lock);
+	if (err != 0)
+		goto fail;
+	*out = v;
+	*n = len;
+	return 0;
+fail:
+	free(v);
 	return err;
 }

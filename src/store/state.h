@@ -1,8 +1,8 @@
 /*
  * state.h - state.db: the store's durable configuration, never rebuilt.
  *
- * Owns: topics and topic tombstones (later also consumer offsets and
- * receipts). synchronous=FULL: a call that returned 0 survives a crash.
+ * Owns: topics, topic tombstones, consumer group offsets and in-flight
+ * receipts. synchronous=FULL: a call that returned 0 survives a crash.
  * Does not own: the consume queues or keys (index.db), the log.
  *
  * A tombstone (topic, log_offset) says: records of topic below log_offset
@@ -10,8 +10,13 @@
  * deletion writes the tombstone and removes the topic row in one
  * transaction, so no crash can separate the two.
  *
+ * Group rows are written with group commit: concurrent callers of
+ * fm_state_group_write queue their rows; one of them (the leader) takes
+ * every queued row and commits them in one transaction while the others
+ * wait; each returns once a commit covering its rows is done.
+ *
  * Threads: every function is safe from any thread (one connection behind
- * a mutex; state changes are rare).
+ * a mutex; topic changes are rare, group rows are batched).
  */
 #ifndef FM_STORE_STATE_H
 #define FM_STORE_STATE_H
@@ -50,5 +55,10 @@ int fm_state_tombstones(
     struct fm_state *s, struct fm_tombstone **out, size_t *n);
 /* Forget tombstones below log_offset (their records are gone). */
 int fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset);
+
+/* See fm_store_group_write and fm_store_group_load (store.h). */
+int fm_state_group_write(
+    struct fm_state *s, const struct fm_grow *rows, size_t n);
+int fm_state_group_load(struct fm_state *s, struct fm_grow **out, size_t *n);
 
 #endif

@@ -1411,6 +1411,20 @@ fm_store_topic_list(struct fm_store *st, struct fm_topic_conf **out, size_t *n)
 	return fm_state_topic_list(st->state, out, n);
 }
 
+/* ---- consumer groups ---- */
+
+int
+fm_store_group_write(struct fm_store *st, const struct fm_grow *rows, size_t n)
+{
+	return fm_state_group_write(st->state, rows, n);
+}
+
+int
+fm_store_group_load(struct fm_store *st, struct fm_grow **out, size_t *n)
+{
+	return fm_state_group_load(st->state, out, n);
+}
+
 static void
 drop_listed(struct fm_cq **v, size_t *n, const char *topic)
 {

@@ -8,7 +8,8 @@
  *                the log offset up to which it has applied the log
  *                (committed in the same transaction as the rows).
  *   state.db     SQLite, synchronous=FULL, never rebuilt: topics and
- *                topic tombstones (later: consumer offsets, receipts).
+ *                topic tombstones, consumer group offsets and in-flight
+ *                receipts.
  *
  * Consume queue: per (topic, queue), fixed-width entries (log offset,
  * size, tag hash), numbered by queue offset from 0. In index.db a row
@@ -142,6 +143,36 @@ int fm_store_topic_delete(struct fm_store *st, const char *name);
 /* *out is a new array of *n topics sorted by name (free()). */
 int fm_store_topic_list(
     struct fm_store *st, struct fm_topic_conf **out, size_t *n);
+
+/* Consumer groups: durable offsets and in-flight receipts in state.db.
+ * The store keeps rows; what they mean is the broker's (groups.c). */
+enum fm_grow_kind {
+	FM_GROW_OFFSET, /* upsert the offsets of (topic, group, queue_id) */
+	FM_GROW_RECEIPT, /* upsert one in-flight receipt */
+	FM_GROW_RECEIPT_DEL, /* delete the receipt at (.., queue_id, offset) */
+	FM_GROW_CLEAR, /* delete every receipt of (topic, group) */
+};
+
+struct fm_grow {
+	enum fm_grow_kind kind;
+	char topic[FM_REC_MAX_TOPIC + 1];
+	char group[FM_REC_MAX_TOPIC + 1];
+	uint32_t queue_id;
+	uint64_t offset; /* OFFSET: ack watermark (every queue offset below
+	                    it is done); RECEIPT: the message's queue offset */
+	uint64_t next; /* OFFSET: next queue offset never handed out */
+	uint64_t nonce; /* RECEIPT: the delivery's nonce (0: no live handle) */
+	uint32_t reconsume; /* RECEIPT: reconsumeTimes of that delivery */
+	int64_t visible_at; /* RECEIPT: epoch ms it becomes visible again */
+};
+
+/* Apply n rows in order, in one state.db transaction shared with the rows
+ * of concurrent callers (group commit), and return once it is committed
+ * (synchronous=FULL): 0, or the error of the shared transaction. */
+int fm_store_group_write(
+    struct fm_store *st, const struct fm_grow *rows, size_t n);
+/* Every OFFSET and RECEIPT row, offsets first. *out is new (free()). */
+int fm_store_group_load(struct fm_store *st, struct fm_grow **out, size_t *n);
 
 struct fm_store_stats {
 	uint64_t min_offset; /* commit log */

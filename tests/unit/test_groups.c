@@ -1,0 +1,425 @@
+/*
+ * test_groups.c - consumer groups (groups.c) against a real store in a
+ * temp dir: receive hands each message out once, ack and stale handles,
+ * invisibility expiry with reconsumeTimes + 1 woken through the group's
+ * watch (no sleeping), nack to the DLQ after maxReconsumeTimes, tag
+ * filters, reset, group state and list, and offsets and receipts that
+ * survive closing and reopening the broker.
+ *
+ * Waiting is always on a watch: the group's watch topic for messages
+ * that become visible again, the DLQ topic's queue for dead letters.
+ */
+#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "base/xmalloc.h"
+#include "broker/broker.h"
+
+#define QUEUES 4
+
+struct fx {
+	char dir[256];
+	struct fm_config cfg;
+	struct fm_broker *b;
+};
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+open_broker(struct fx *f)
+{
+	char *cause = NULL;
+
+	if (fm_broker_open(&f->cfg, &f->b, &cause) < 0)
+		fail_msg("fm_broker_open: %s", cause ? cause : "?");
+	free(cause);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(f->dir, sizeof(f->dir), "%s/fmgroupsXXXXXX",
+	    tmp && *tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(f->dir));
+	fm_config_defaults(&f->cfg);
+	free(f->cfg.store_path_root_dir);
+	f->cfg.store_path_root_dir = xstrdup(f->dir);
+	f->cfg.mapped_file_size_commit_log = 64u << 10;
+	f->cfg.max_message_size = 4096;
+	f->cfg.default_topic_queue_nums = QUEUES;
+	f->cfg.max_reconsume_times = 1;
+	f->cfg.listen_port = 18081;
+	open_broker(f);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	fm_broker_close(f->b);
+	fm_config_free(&f->cfg);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* ---- waking ---- */
+
+struct wake {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int count;
+	enum fm_wake why;
+};
+
+static void
+wake_cb(void *arg, enum fm_wake why)
+{
+	struct wake *w = arg;
+
+	pthread_mutex_lock(&w->m);
+	w->count++;
+	w->why = why;
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+/* Watch and wait: the wake reason, or -1 when nothing fired within ms. */
+static int
+watch_wait(struct fm_broker *b, const char *topic, uint64_t offset, int ms)
+{
+	struct wake w = {.count = 0};
+	struct timespec ts;
+	int why = -1;
+
+	pthread_mutex_init(&w.m, NULL);
+	fm_cond_init_monotonic(&w.c);
+	fm_broker_watch(b, topic, 0, offset, fm_mono_ms() + ms, wake_cb, &w);
+	fm_deadline_ts(&ts, ms + 1000);
+	pthread_mutex_lock(&w.m);
+	while (w.count == 0 && pthread_cond_timedwait(&w.c, &w.m, &ts) == 0)
+		;
+	if (w.count > 0)
+		why = (int)w.why;
+	pthread_mutex_unlock(&w.m);
+	pthread_cond_destroy(&w.c);
+	pthread_mutex_destroy(&w.m);
+	return why;
+}
+
+/* ---- helpers ---- */
+
+static void
+publish(struct fx *f, const char *topic, const char *body, const char *tag)
+{
+	struct fm_pub_msg m = {0};
+	struct fm_pub_result res;
+
+	m.body = body;
+	m.body_len = strlen(body);
+	m.tag = tag;
+	assert_int_equal(fm_broker_publish(f->b, topic, &m, 1, &res, NULL), 0);
+}
+
+static void
+recv_n(struct fx *f, const char *topic, const char *group, size_t max,
+    int64_t invisible_ms, const char *tags, struct fm_recv_result *out)
+{
+	struct fm_recv_opts o = {max, invisible_ms, tags};
+	char *cause = NULL;
+	int rc = fm_broker_group_receive(f->b, topic, group, &o, out, &cause);
+
+	if (rc != 0)
+		fail_msg("receive: %s", cause ? cause : "?");
+}
+
+static int
+settle1(struct fx *f, const char *topic, const char *group, int nack,
+    int64_t delay_ms, const char *handle)
+{
+	char *causes[1] = {NULL};
+	int errs[1] = {1};
+
+	assert_int_equal(fm_broker_group_settle(f->b, topic, group, nack,
+	                     delay_ms, &handle, 1, errs, causes, NULL),
+	    0);
+	if (errs[0] != 0)
+		assert_non_null(causes[0]);
+	free(causes[0]);
+	return errs[0];
+}
+
+static void
+body_of(const struct fm_message *m, char *out, size_t cap)
+{
+	snprintf(
+	    out, cap, "%.*s", (int)m->rec.body_len, (const char *)m->rec.body);
+}
+
+/* Wait on the group's watch, as of the receive that gave r, for
+ * something new (here: a message visible again). No polling. */
+static void
+wait_group(struct fx *f, const struct fm_recv_result *r)
+{
+	assert_int_equal(
+	    watch_wait(f->b, r->watch_topic, r->watch_offset, 3000),
+	    FM_WAKE_DATA);
+}
+
+/* ---- tests ---- */
+
+static void
+test_each_once_and_ack(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result a = FM_RECV_RESULT_INIT, b = FM_RECV_RESULT_INIT;
+	struct fm_recv_result c = FM_RECV_RESULT_INIT;
+	struct fm_group_queue *v = NULL;
+	char seen[10] = {0}, body[16];
+	size_t n = 0;
+
+	for (int i = 0; i < 10; i++) {
+		snprintf(body, sizeof(body), "%d", i);
+		publish(f, "t", body, NULL);
+	}
+	recv_n(f, "t", "g", 6, 60000, NULL, &a);
+	recv_n(f, "t", "g", 6, 60000, NULL, &b);
+	recv_n(f, "t", "g", 6, 60000, NULL, &c);
+	assert_int_equal(a.msgs.n, 6);
+	assert_int_equal(b.msgs.n, 4);
+	assert_int_equal(c.msgs.n, 0);
+	for (size_t i = 0; i < 10; i++) {
+		struct fm_recv_result *r = i < 6 ? &a : &b;
+		size_t k = i < 6 ? i : i - 6;
+
+		body_of(&r->msgs.items[k], body, sizeof(body));
+		assert_int_equal(seen[atoi(body)]++, 0);
+		assert_int_equal(r->msgs.items[k].rec.reconsume_times, 0);
+		assert_int_equal(strlen(r->receipts[k]), FM_RECEIPT_LEN);
+		assert_int_equal(
+		    settle1(f, "t", "g", 0, -1, r->receipts[k]), 0);
+	}
+	assert_int_equal(
+	    settle1(f, "t", "g", 0, -1, a.receipts[0]), -FM_E_GONE);
+	assert_int_equal(
+	    settle1(f, "t", "other", 0, -1, a.receipts[0]), -FM_E_INVALID);
+	assert_int_equal(settle1(f, "t", "g", 0, -1, "xyz"), -FM_E_INVALID);
+	assert_int_equal(
+	    fm_broker_group_state(f->b, "t", "g", &v, &n, NULL), 0);
+	assert_int_equal(n, QUEUES);
+	for (size_t q = 0; q < n; q++) {
+		assert_int_equal(v[q].consumed, v[q].max_offset);
+		assert_int_equal(v[q].in_flight, 0);
+	}
+	free(v);
+	fm_recv_result_free(&a);
+	fm_recv_result_free(&b);
+	fm_recv_result_free(&c);
+}
+
+static void
+test_expiry_redelivers(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result a = FM_RECV_RESULT_INIT, b = FM_RECV_RESULT_INIT;
+
+	publish(f, "t", "x", NULL);
+	recv_n(f, "t", "g", 8, 100, NULL, &a);
+	assert_int_equal(a.msgs.n, 1);
+	wait_group(f, &a);
+	recv_n(f, "t", "g", 8, 60000, NULL, &b);
+	assert_int_equal(b.msgs.n, 1);
+	assert_string_equal(a.msgs.items[0].msg_id, b.msgs.items[0].msg_id);
+	assert_int_equal(b.msgs.items[0].rec.reconsume_times, 1);
+	assert_string_not_equal(a.receipts[0], b.receipts[0]);
+	assert_int_equal(
+	    settle1(f, "t", "g", 0, -1, a.receipts[0]), -FM_E_GONE);
+	assert_int_equal(settle1(f, "t", "g", 0, -1, b.receipts[0]), 0);
+	fm_recv_result_free(&a);
+	fm_recv_result_free(&b);
+}
+
+static void
+test_nack_to_dlq(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	struct fm_pull_result pr = {FM_MSG_LIST_INIT, 0, 0, 0};
+	char body[16];
+
+	publish(f, "t", "poison", "tg");
+	recv_n(f, "t", "g", 1, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 1);
+	assert_int_equal(settle1(f, "t", "g", 1, 0, r.receipts[0]), 0);
+	wait_group(f, &r);
+	fm_recv_result_free(&r);
+	recv_n(f, "t", "g", 1, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 1);
+	assert_int_equal(r.msgs.items[0].rec.reconsume_times, 1);
+	/* the last allowed delivery (maxReconsumeTimes 1) fails */
+	assert_int_equal(settle1(f, "t", "g", 1, 0, r.receipts[0]), 0);
+	fm_recv_result_free(&r);
+	assert_int_equal(watch_wait(f->b, "%DLQ%g", 0, 3000), FM_WAKE_DATA);
+	assert_int_equal(
+	    fm_broker_pull(f->b, "%DLQ%g", 0, 0, 10, &pr, NULL), 0);
+	assert_int_equal(pr.msgs.n, 1);
+	body_of(&pr.msgs.items[0], body, sizeof(body));
+	assert_string_equal(body, "poison");
+	assert_int_equal(pr.msgs.items[0].rec.tag_len, 2);
+	assert_non_null(memmem(pr.msgs.items[0].rec.props,
+	    pr.msgs.items[0].rec.props_len, "ORIGIN_TOPIC\0t\0", 15));
+	fm_msg_list_free(&pr.msgs);
+	recv_n(f, "t", "g", 1, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 0);
+	fm_recv_result_free(&r);
+}
+
+static void
+test_tags_and_reset(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	struct fm_group_name *names = NULL;
+	size_t n = 0;
+
+	publish(f, "t", "1", "a");
+	publish(f, "t", "2", "b");
+	publish(f, "t", "3", NULL);
+	publish(f, "t", "4", "a");
+	recv_n(f, "t", "g", 10, 60000, " a || zz ", &r);
+	assert_int_equal(r.msgs.n, 2);
+	for (size_t i = 0; i < r.msgs.n; i++)
+		assert_memory_equal(r.msgs.items[i].rec.tag, "a", 1);
+	fm_recv_result_free(&r);
+	assert_int_equal(
+	    fm_broker_group_reset(f->b, "t", "g", FM_RESET_EARLIEST, 0, NULL),
+	    0);
+	recv_n(f, "t", "g", 10, 60000, "*", &r);
+	assert_int_equal(r.msgs.n, 4);
+	fm_recv_result_free(&r);
+	assert_int_equal(
+	    fm_broker_group_reset(f->b, "t", "g", FM_RESET_LATEST, 0, NULL), 0);
+	recv_n(f, "t", "g", 10, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 0);
+	fm_recv_result_free(&r);
+	assert_int_equal(fm_broker_group_list(f->b, &names, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names[0].topic, "t");
+	assert_string_equal(names[0].group, "g");
+	free(names);
+}
+
+static void
+test_survives_reopen(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT, s = FM_RECV_RESULT_INIT;
+	struct fm_group_queue *v = NULL;
+	size_t n = 0, in_flight = 0, got = 0, again = 0;
+
+	for (int i = 0; i < 5; i++)
+		publish(f, "t", "m", NULL);
+	recv_n(f, "t", "g", 3, 300, NULL, &r);
+	assert_int_equal(r.msgs.n, 3);
+	assert_int_equal(settle1(f, "t", "g", 0, -1, r.receipts[0]), 0);
+	fm_broker_close(f->b);
+	open_broker(f);
+	/* a handle given before the restart is still the live one */
+	assert_int_equal(settle1(f, "t", "g", 0, -1, r.receipts[1]), 0);
+	assert_int_equal(
+	    fm_broker_group_state(f->b, "t", "g", &v, &n, NULL), 0);
+	for (size_t q = 0; q < n; q++)
+		in_flight += v[q].in_flight;
+	assert_int_equal(in_flight, 1);
+	free(v);
+	/* the two never handed out, and the one in flight once visible */
+	for (int round = 0; round < 3 && got < 3; round++) {
+		if (round > 0)
+			wait_group(f, &s);
+		fm_recv_result_free(&s);
+		recv_n(f, "t", "g", 10, 60000, NULL, &s);
+		for (size_t i = 0; i < s.msgs.n; i++, got++)
+			if (s.msgs.items[i].rec.reconsume_times == 1) {
+				assert_string_equal(s.msgs.items[i].msg_id,
+				    r.msgs.items[2].msg_id);
+				again++;
+			}
+	}
+	assert_int_equal(got, 3);
+	assert_int_equal(again, 1);
+	fm_recv_result_free(&s);
+	fm_recv_result_free(&r);
+}
+
+static void
+test_bad_input(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {1, 1000, NULL};
+	struct fm_group_queue *v = NULL;
+	size_t n = 0;
+	char *cause = NULL;
+
+	assert_int_equal(
+	    fm_broker_group_receive(f->b, "nope", "g", &o, &r, &cause),
+	    -FM_E_NOT_FOUND);
+	free(cause);
+	publish(f, "t", "x", NULL);
+	assert_int_equal(
+	    fm_broker_group_receive(f->b, "t", "a/b", &o, &r, &cause),
+	    -FM_E_INVALID);
+	free(cause);
+	o.max = 0;
+	assert_int_equal(
+	    fm_broker_group_receive(f->b, "t", "g", &o, &r, &cause),
+	    -FM_E_INVALID);
+	free(cause);
+	assert_int_equal(
+	    fm_broker_group_state(f->b, "t", "never", &v, &n, &cause),
+	    -FM_E_NOT_FOUND);
+	free(cause);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+	        test_each_once_and_ack, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_expiry_redelivers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_nack_to_dlq, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_tags_and_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_survives_reopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
