@@ -215,6 +215,10 @@ struct fm_recv_opts {
 	int64_t invisible_ms; /* 1 ms .. 12 h */
 	const char *tags; /* NULL, "" or "*": every message; "a||b": those
 	                     whose tag is a or b (others are skipped: done) */
+	int fifo; /* RocketMQ 5 FIFO group: at most one message per queue
+	             out at a time, so the next message of a queue (of a
+	             shardingKey) waits until the one before is acked or
+	             dead; every receiver of the group must ask for it */
 };
 
 struct fm_recv_result {

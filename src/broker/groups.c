@@ -544,6 +544,7 @@ struct recv {
 	int64_t now;
 	struct fm_recv_result *out;
 	struct rows rs;
+	size_t limit; /* stop taking from this queue at this many messages */
 };
 
 /* Retention raced us: the record is gone; the message is done. */
@@ -600,7 +601,10 @@ take_again(struct recv *rv, uint32_t qi, int *changed)
 	struct gqueue *q = &rv->g->q[qi];
 	uint32_t maxre = (uint32_t)rv->gs->b->cfg->max_reconsume_times;
 
-	for (size_t i = 0; i < q->n && rv->out->msgs.n < rv->opts->max;) {
+	/* FIFO: only the oldest in flight may go out, so a retry keeps its
+	 * place before the messages behind it */
+	for (size_t i = 0; i < q->n && (i == 0 || !rv->opts->fifo) &&
+	     rv->out->msgs.n < rv->limit;) {
 		struct gent *e = &q->ents[i];
 		int rc;
 
@@ -658,7 +662,7 @@ take_new(struct recv *rv, uint32_t qi, uint64_t max)
 	struct fm_cq_entry ce[READ_CHUNK];
 	int rc = 0;
 
-	while (rv->out->msgs.n < rv->opts->max && q->next < max) {
+	while (rv->out->msgs.n < rv->limit && q->next < max) {
 		size_t want = READ_CHUNK, got = 0;
 
 		if (max - q->next < want)
@@ -667,8 +671,7 @@ take_new(struct recv *rv, uint32_t qi, uint64_t max)
 		    rv->gs->b->st, rv->g->topic, qi, q->next, ce, want, &got);
 		if (rc < 0 || got == 0)
 			break;
-		for (size_t k = 0; k < got && rv->out->msgs.n < rv->opts->max;
-		     k++)
+		for (size_t k = 0; k < got && rv->out->msgs.n < rv->limit; k++)
 			if ((rc = take_one(rv, qi, &ce[k])) < 0)
 				return rc;
 	}
@@ -685,8 +688,13 @@ take_queue(struct recv *rv, uint32_t qi)
 	fm_store_queue_range(rv->gs->b->st, rv->g->topic, qi, &min, &max);
 	changed = queue_clamp(q, min, max);
 	next0 = q->next;
-	if ((rc = take_again(rv, qi, &changed)) < 0 ||
-	    (rc = take_new(rv, qi, max)) < 0)
+	rv->limit = rv->opts->max;
+	if (rv->opts->fifo)
+		rv->limit = rv->out->msgs.n + 1;
+	if ((rc = take_again(rv, qi, &changed)) < 0)
+		return rc;
+	/* FIFO: nothing new from a queue while one of its messages is out */
+	if ((!rv->opts->fifo || q->n == 0) && (rc = take_new(rv, qi, max)) < 0)
 		return rc;
 	if (ack_update(q) || changed || q->next != next0)
 		row_offset(&rv->rs, rv->g, qi);
@@ -698,7 +706,7 @@ fm_broker_group_receive(struct fm_broker *b, const char *topic,
     const char *group, const struct fm_recv_opts *opts,
     struct fm_recv_result *out, char **cause)
 {
-	struct recv rv = {b->groups, NULL, opts, {0}, 0, out, {NULL, 0, 0}};
+	struct recv rv = {b->groups, NULL, opts, {0}, 0, out, {NULL, 0, 0}, 0};
 	struct fm_topic_conf tc;
 	int rc;
 

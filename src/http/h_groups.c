@@ -9,6 +9,10 @@
  * parking: the commit is short and parking would need a completion
  * thread in the broker.
  *
+ * Receive with ?fifo=true gives RocketMQ 5 FIFO group semantics (see
+ * fm_recv_opts in broker.h): a choice per request, not stored, so every
+ * receiver of a FIFO group passes it.
+ *
  * Ack and nack answer 200 whenever the body is well formed, with one
  * result per handle in order: {"receiptHandle", "ok": true} or
  * {"receiptHandle", "ok": false, "error": {"code", "message", "status"}},
@@ -39,11 +43,28 @@ group_param(struct fm_req *r)
 	return fm_req_param(r, "group");
 }
 
+/* ?fifo=true|false (1|0); absent is false. */
+static int
+fifo_arg(struct fm_req *r, int *out)
+{
+	const char *v = fm_req_arg(r, "fifo");
+
+	*out = v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+	if (v == NULL || *out || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+		return 0;
+	fm_reply_error(r, FM_HC_INVALID_ARGUMENT, "fifo must be true or false");
+	return -1;
+}
+
 static int
 recv_args(struct fm_req *r, struct fm_recv_opts *o, double *wait)
 {
 	uint64_t max;
 	double inv;
+
+	memset(o, 0, sizeof(*o));
+	if (fifo_arg(r, &o->fifo) != 0)
+		return -1;
 
 	if (fm_arg_u64(r, "max", RECV_DEFAULT, 1, FM_PULL_MAX, &max) != 0 ||
 	    fm_arg_seconds(r, "wait", 0, WAIT_MAX_S, wait) != 0 ||

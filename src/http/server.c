@@ -70,6 +70,7 @@
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "http/h_groups.h"
+#include "http/h_groups.h"
 #include "http/http.h"
 #include "http/reply.h"
 #include "http/server.h"
@@ -94,6 +95,11 @@ static const struct fm_route routes[] = {
     {"POST", "/v1/topics/{topic}/messages", fm_h_publish},
     {"GET", "/v1/topics/{topic}/messages", fm_h_query},
     {"GET", "/v1/topics/{topic}/queues/{queueId}/messages", fm_h_pull},
+    {"POST", "/v1/topics/{topic}/groups/{group}/receive", fm_h_group_receive},
+    {"POST", "/v1/topics/{topic}/groups/{group}/ack", fm_h_group_ack},
+    {"POST", "/v1/topics/{topic}/groups/{group}/nack", fm_h_group_nack},
+    {"POST", "/v1/topics/{topic}/groups/{group}/reset", fm_h_group_reset},
+    {"GET", "/v1/topics/{topic}/groups/{group}", fm_h_group_get},
     {"POST", "/v1/topics/{topic}/groups/{group}/receive", fm_h_group_receive},
     {"POST", "/v1/topics/{topic}/groups/{group}/ack", fm_h_group_ack},
     {"POST", "/v1/topics/{topic}/groups/{group}/nack", fm_h_group_nack},

@@ -7,7 +7,9 @@ ack removes; nack with a delay; the DLQ after maxReconsumeTimes (by nack
 and by expiry); clear errors for foreign, stale and malformed receipt
 handles; tag filters; reset to earliest, latest and a timestamp; a
 long-poll woken by a publish; kill -9 with messages in flight redelivers
-them and skips nothing; the group list and state.
+them and skips nothing; FIFO (?fifo=true) keeps per-key order under
+concurrent publishing, two receivers and nacks; the group list and
+state.
 
 Owns only these checks; the harness is fmtest. One daemon, each case on
 its own topic. Short invisible times (tenths of a second) keep it fast.
@@ -394,9 +396,75 @@ def test_restart_in_flight(t):
              for q in st["queues"]), "then the group is fully consumed", st)
 
 
+def test_fifo(t):
+    """Per-key order with a concurrent publisher, two receivers and nacks:
+    every even message is nacked on its first delivery."""
+    node.req("PUT", path("v1", "topics", "ff"), b'{"queues": 3}')
+    keys = ["k%d" % i for i in range(4)]
+    per_key = 6
+    lock = threading.Lock()
+    acked = {k: [] for k in keys}
+    delivered = {k: [] for k in keys}
+    retried = set()
+    problems = []
+
+    def publisher():
+        c = fmtest.Client(node.port)
+        for i in range(per_key):
+            for k in keys:
+                r = c.request("POST", path("v1", "topics", "ff", "messages",
+                                           shardingKey=k),
+                              ("%s:%d" % (k, i)).encode())
+                if r.status != 201:
+                    problems.append(r)
+        c.close()
+
+    def receiver():
+        c = fmtest.Client(node.port)
+        end = time.monotonic() + 25
+        while time.monotonic() < end:
+            with lock:
+                if sum(len(v) for v in acked.values()) == 4 * per_key:
+                    break
+            for m in receive("ff", "g", client=c, fifo="true", wait=0.5,
+                             invisible=10):
+                k, i = m["body"].split(":")
+                i = int(i)
+                with lock:
+                    delivered[k].append(i)
+                    nack = i % 2 == 0 and (k, i) not in retried
+                    if nack:
+                        retried.add((k, i))
+                    else:
+                        acked[k].append(i)
+                        if (k, i) in retried and m["reconsumeTimes"] != 1:
+                            problems.append(("reconsumeTimes", m))
+                r = settle("ff", "g", [m["receiptHandle"]],
+                           "nack" if nack else "ack", client=c,
+                           **({"delay": 0.05} if nack else {}))
+                if not r.json["results"][0]["ok"]:
+                    problems.append(r)
+        c.close()
+
+    ths = [threading.Thread(target=f) for f in (publisher, receiver,
+                                                   receiver)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join(30)
+    t.eq(problems, [], "every publish, ack and nack succeeds; a retried "
+         "message comes back with reconsumeTimes 1")
+    t.eq(acked, {k: list(range(per_key)) for k in keys},
+         "FIFO: each key's messages are acked in publish order, once each")
+    t.ok(all(v == sorted(v) for v in delivered.values()),
+         "FIFO: deliveries of one key never overtake a retry", delivered)
+    t.eq(sum(len(v) for v in delivered.values()), 4 * per_key +
+         len(retried), "deliveries: one per message plus one per retry")
+
+
 if __name__ == "__main__":
     fmtest.main([test_competing_receivers, test_invisibility_expiry,
                  test_nack_delay, test_dlq, test_bad_handles, test_tags,
                  test_reset, test_long_poll, test_group_list,
-                 test_restart_in_flight],
+                 test_fifo, test_restart_in_flight],
                 timeout=80, start=[node])

@@ -3,8 +3,8 @@
  * temp dir: receive hands each message out once, ack and stale handles,
  * invisibility expiry with reconsumeTimes + 1 woken through the group's
  * watch (no sleeping), nack to the DLQ after maxReconsumeTimes, tag
- * filters, reset, group state and list, and offsets and receipts that
- * survive closing and reopening the broker.
+ * filters, reset, group state and list, FIFO receives, and offsets and
+ * receipts that survive closing and reopening the broker.
  *
  * Waiting is always on a watch: the group's watch topic for messages
  * that become visible again, the DLQ topic's queue for dead letters.
@@ -149,7 +149,7 @@ static void
 recv_n(struct fx *f, const char *topic, const char *group, size_t max,
     int64_t invisible_ms, const char *tags, struct fm_recv_result *out)
 {
-	struct fm_recv_opts o = {max, invisible_ms, tags};
+	struct fm_recv_opts o = {max, invisible_ms, tags, 0};
 	char *cause = NULL;
 	int rc = fm_broker_group_receive(f->b, topic, group, &o, out, &cause);
 
@@ -376,11 +376,40 @@ test_survives_reopen(void **state)
 }
 
 static void
+test_fifo_one_per_queue(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT, z = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {10, 60000, NULL, 1};
+	char body[16];
+	int rc;
+
+	assert_int_equal(fm_broker_topic_put(f->b, "ff", 1, 6, NULL, NULL), 0);
+	publish(f, "ff", "0", NULL);
+	publish(f, "ff", "1", NULL);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(
+		    fm_broker_group_receive(f->b, "ff", "g", &o, &r, NULL), 0);
+		assert_int_equal(r.msgs.n, 1);
+		body_of(&r.msgs.items[0], body, sizeof(body));
+		assert_int_equal(atoi(body), i);
+		/* its queue is blocked while it is out */
+		rc = fm_broker_group_receive(f->b, "ff", "g", &o, &z, NULL);
+		assert_int_equal(rc, 0);
+		assert_int_equal(z.msgs.n, 0);
+		fm_recv_result_free(&z);
+		assert_int_equal(
+		    settle1(f, "ff", "g", 0, -1, r.receipts[0]), 0);
+		fm_recv_result_free(&r);
+	}
+}
+
+static void
 test_bad_input(void **state)
 {
 	struct fx *f = *state;
 	struct fm_recv_result r = FM_RECV_RESULT_INIT;
-	struct fm_recv_opts o = {1, 1000, NULL};
+	struct fm_recv_opts o = {1, 1000, NULL, 0};
 	struct fm_group_queue *v = NULL;
 	size_t n = 0;
 	char *cause = NULL;
@@ -418,6 +447,8 @@ main(void)
 	        test_tags_and_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_survives_reopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_fifo_one_per_queue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	};
 
