@@ -46,10 +46,21 @@ write_commitlog(struct fm_json *j, const struct fm_store_stats *st)
 	fm_json_obj_end(j);
 }
 
+/* "http://host:port" -> "ws://host:port". */
+static const char *
+ws_url(const char *addr, char *out, size_t n)
+{
+	const char *rest = strncmp(addr, "http://", 7) == 0 ? addr + 7 : addr;
+
+	snprintf(out, n, "ws://%s", rest);
+	return out;
+}
+
 int
 fm_h_broker(struct fm_req *r)
 {
 	struct fm_broker_info bi;
+	char url[sizeof(bi.addr) + 128];
 	struct fm_json j;
 
 	fm_broker_info(r->h->b, &bi);
@@ -69,7 +80,8 @@ fm_h_broker(struct fm_req *r)
 	fm_json_arr(&j, "slaves");
 	fm_json_arr_end(&j);
 	fm_json_obj_end(&j);
-	fm_json_null(&j, "wsUrl");
+	/* WebSocket is served on the HTTP port (see http/server.c) */
+	fm_json_str(&j, "wsUrl", ws_url(bi.addr, url, sizeof(url)));
 	fm_json_obj_end(&j);
 	return FM_H_DONE;
 }

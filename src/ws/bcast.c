@@ -1,0 +1,422 @@
+/*
+ * bcast.c - the broadcast reader (see bcast.h): cursors, the round-robin
+ * merge of a topic's queues, event JSON, and arming per-queue watches.
+ *
+ * Owns every struct fm_bcast and struct fm_bcast_arm. Does not own the
+ * message encoder (http/codec.c, shared by every front end) nor what the
+ * caller does with an event.
+ *
+ * Why one watch per queue and not one FM_ANY_QUEUE watch: a cursor
+ * stands at a different offset in every queue, and FM_ANY_QUEUE compares
+ * one offset with every queue's max, so it would fire at once (or never)
+ * for a reader whose queues differ. An arming holds one reference per
+ * watch plus one for its owner; the first watch to fire delivers the
+ * wake under the arming's lock, the others only drop their reference.
+ *
+ *   arming state  event                       move (by whom)
+ *   ------------  --------------------------  ---------------------------
+ *   waiting       a watch fires               -> done: wake(arg) under the
+ *                                             lock (arm_fired)
+ *   waiting/done  fm_bcast_disarm             -> done; cancel the watches
+ *                                             still parked (disarm)
+ *   any           last reference dropped      freed (arm_release)
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/xmalloc.h"
+#include "http/codec.h"
+#include "ws/bcast.h"
+
+#define CURSOR_VERSION 1
+#define VARINT_MAX 10 /* bytes of a LEB128 uint64 */
+
+struct fm_bcast_arm {
+	pthread_mutex_t lock; /* guards done against disarm */
+	int done; /* the wake was delivered, or the owner disarmed */
+	atomic_uint refs; /* one per parked watch, one for the owner */
+	fm_bcast_wake_fn wake;
+	void *arg;
+	struct fm_broker *b; /* borrowed */
+	uint32_t n; /* watches in w */
+	struct fm_watch **w; /* owned array of borrowed handles */
+};
+
+struct fm_bcast {
+	struct fm_broker *b; /* borrowed */
+	char *topic; /* owned */
+	uint32_t nq; /* queues of the topic when opened */
+	uint64_t *next; /* owned: next offset to read, per queue */
+	uint32_t rr; /* queue the next read starts with */
+	struct fm_bcast_arm *arm; /* owned reference, NULL when disarmed */
+	struct fm_buf ev; /* scratch: the event being built */
+	struct fm_buf cur; /* scratch: its cursor */
+};
+
+/* ---- cursors ----
+ *
+ * Text form: base64url without padding of
+ *
+ *   +---------+----------------+----------------+-----
+ *   | version | varint next[0] | varint next[1] | ...
+ *   |  0x01   | LEB128 (7 bits | per byte, low  | group first)
+ *   +---------+----------------+----------------+-----
+ *
+ * one varint per queue, queue 0 first. Ten queues at offsets near a
+ * million take 41 characters.
+ */
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void
+b64url_encode(struct fm_buf *out, const unsigned char *p, size_t n)
+{
+	uint32_t v;
+	size_t i;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		fm_buf_addc(out, b64url[v >> 18 & 63]);
+		fm_buf_addc(out, b64url[v >> 12 & 63]);
+		fm_buf_addc(out, b64url[v >> 6 & 63]);
+		fm_buf_addc(out, b64url[v & 63]);
+	}
+	if (n - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		fm_buf_addc(out, b64url[v >> 18 & 63]);
+		fm_buf_addc(out, b64url[v >> 12 & 63]);
+	} else if (n - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		fm_buf_addc(out, b64url[v >> 18 & 63]);
+		fm_buf_addc(out, b64url[v >> 12 & 63]);
+		fm_buf_addc(out, b64url[v >> 6 & 63]);
+	}
+}
+
+static int
+b64url_value(char c)
+{
+	const char *p = c != '\0' ? strchr(b64url, c) : NULL;
+
+	return p != NULL ? (int)(p - b64url) : -1;
+}
+
+/* -FM_E_INVALID on a character outside the alphabet or a length that no
+ * encoding produces. */
+static int
+b64url_decode(struct fm_buf *out, const char *s)
+{
+	size_t n = strlen(s), i;
+	uint32_t acc = 0;
+	int bits = 0, v;
+
+	if (n % 4 == 1)
+		return -FM_E_INVALID;
+	for (i = 0; i < n; i++) {
+		if ((v = b64url_value(s[i])) < 0)
+			return -FM_E_INVALID;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			fm_buf_addc(out, (char)(acc >> bits & 0xff));
+		}
+	}
+	return 0;
+}
+
+void
+fm_bcast_cursor(const struct fm_bcast *bc, struct fm_buf *out)
+{
+	unsigned char *raw = xmalloc(1 + (size_t)bc->nq * VARINT_MAX);
+	size_t n = 0;
+
+	raw[n++] = CURSOR_VERSION;
+	for (uint32_t q = 0; q < bc->nq; q++) {
+		uint64_t v = bc->next[q];
+
+		do {
+			raw[n++] =
+			    (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+			v >>= 7;
+		} while (v != 0);
+	}
+	b64url_encode(out, raw, n);
+	free(raw);
+}
+
+/* Fill next[] from a cursor; queues it does not name start at 0. */
+static int
+cursor_parse(struct fm_bcast *bc, const char *s, char **cause)
+{
+	struct fm_buf raw = FM_BUF_INIT;
+	uint64_t min, max, v;
+	uint32_t q = 0;
+	size_t i = 1;
+	int shift, err = -FM_E_INVALID;
+
+	if (b64url_decode(&raw, s) < 0 || raw.len < 1 ||
+	    (unsigned char)raw.data[0] != CURSOR_VERSION)
+		goto bad;
+	while (i < raw.len) {
+		if (q == bc->nq) {
+			xasprintf(cause,
+			    "cursor names more queues than topic "
+			    "'%s' has (%u)",
+			    bc->topic, bc->nq);
+			goto fail;
+		}
+		for (v = 0, shift = 0;; shift += 7) {
+			unsigned char c;
+
+			if (i == raw.len || shift > 63)
+				goto bad;
+			c = (unsigned char)raw.data[i++];
+			v |= (uint64_t)(c & 0x7f) << shift;
+			if (!(c & 0x80))
+				break;
+		}
+		fm_broker_queue_range(bc->b, bc->topic, q, &min, &max);
+		if (v > max) {
+			xasprintf(cause,
+			    "cursor is ahead of queue %u of topic '%s' (offset "
+			    "%llu, max %llu)",
+			    q, bc->topic, (unsigned long long)v,
+			    (unsigned long long)max);
+			goto fail;
+		}
+		bc->next[q++] = v;
+	}
+	fm_buf_free(&raw);
+	return 0;
+bad:
+	xasprintf(cause, "'%s' is not a cursor (nor latest or earliest)", s);
+fail:
+	fm_buf_free(&raw);
+	return err;
+}
+
+/* ---- open and free ---- */
+
+int
+fm_bcast_open(struct fm_broker *b, const char *topic, const char *from,
+    struct fm_bcast **out, char **cause)
+{
+	struct fm_bcast *bc = xcalloc(1, sizeof(*bc));
+	struct fm_topic_conf tc;
+	uint64_t min, max;
+	int err;
+
+	*out = NULL;
+	if ((err = fm_broker_check_topic_name(topic, cause)) < 0 ||
+	    (err = fm_broker_topic_get(b, topic, &tc, cause)) < 0)
+		goto fail;
+	bc->b = b;
+	bc->topic = xstrdup(topic);
+	bc->nq = tc.queues;
+	bc->next = xcalloc(bc->nq, sizeof(*bc->next));
+	if (from != NULL && strcmp(from, "latest") != 0 &&
+	    strcmp(from, "earliest") != 0) {
+		if ((err = cursor_parse(bc, from, cause)) < 0)
+			goto fail;
+	} else {
+		for (uint32_t q = 0; q < bc->nq; q++) {
+			fm_broker_queue_range(b, topic, q, &min, &max);
+			bc->next[q] =
+			    from != NULL && strcmp(from, "earliest") == 0 ? min
+			                                                  : max;
+		}
+	}
+	*out = bc;
+	return 0;
+fail:
+	fm_bcast_free(bc);
+	return err;
+}
+
+void
+fm_bcast_free(struct fm_bcast *bc)
+{
+	if (bc == NULL)
+		return;
+	fm_bcast_disarm(bc);
+	fm_buf_free(&bc->ev);
+	fm_buf_free(&bc->cur);
+	free(bc->next);
+	free(bc->topic);
+	free(bc);
+}
+
+/* ---- reading ---- */
+
+/* The event in bc->ev is an object; close it with the current cursor. */
+static void
+emit_event(struct fm_bcast *bc, fm_bcast_emit_fn emit, void *arg)
+{
+	fm_buf_reset(&bc->cur);
+	fm_bcast_cursor(bc, &bc->cur);
+	/* drop the closing brace the writer put, add the cursor member */
+	bc->ev.len--;
+	fm_buf_adds(&bc->ev, ",\"cursor\":\"");
+	fm_buf_add(&bc->ev, bc->cur.data, bc->cur.len);
+	fm_buf_adds(&bc->ev, "\"}");
+	emit(arg, bc->ev.data, bc->ev.len, bc->cur.data);
+}
+
+/* Invariant 3: the offsets [from, to) of queue q are no longer retained. */
+static void
+emit_gap(struct fm_bcast *bc, uint32_t q, uint64_t to, fm_bcast_emit_fn emit,
+    void *arg)
+{
+	struct fm_json j;
+	uint64_t from = bc->next[q];
+
+	bc->next[q] = to;
+	fm_buf_reset(&bc->ev);
+	fm_json_init(&j, &bc->ev);
+	fm_json_obj(&j, NULL);
+	fm_json_obj(&j, "gap");
+	fm_json_str(&j, "topic", bc->topic);
+	fm_json_u64(&j, "queueId", q);
+	fm_json_u64(&j, "fromOffset", from);
+	fm_json_u64(&j, "toOffset", to);
+	fm_json_u64(&j, "lost", to - from);
+	fm_json_obj_end(&j);
+	fm_json_obj_end(&j);
+	emit_event(bc, emit, arg);
+}
+
+static void
+emit_message(struct fm_bcast *bc, const struct fm_message *m,
+    fm_bcast_emit_fn emit, void *arg)
+{
+	struct fm_json j;
+
+	bc->next[m->rec.queue_id] = m->rec.queue_offset + 1;
+	fm_buf_reset(&bc->ev);
+	fm_json_init(&j, &bc->ev);
+	fm_codec_message(&j, NULL, m);
+	emit_event(bc, emit, arg);
+}
+
+/* One turn on queue q: returns the bytes emitted (0: nothing new). */
+static int
+read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
+    fm_bcast_emit_fn emit, void *arg, char **cause)
+{
+	struct fm_pull_result pr;
+	uint64_t first;
+	int err, n = 0;
+
+	memset(&pr, 0, sizeof(pr));
+	err = fm_broker_pull(
+	    bc->b, bc->topic, q, bc->next[q], FM_BCAST_BATCH, &pr, cause);
+	if (err < 0)
+		return err;
+	first =
+	    pr.msgs.n > 0 ? pr.msgs.items[0].rec.queue_offset : pr.next_offset;
+	if (first > bc->next[q]) {
+		emit_gap(bc, q, first, emit, arg);
+		*bytes += bc->ev.len;
+		n++;
+	}
+	for (size_t i = 0; i < pr.msgs.n; i++) {
+		emit_message(bc, &pr.msgs.items[i], emit, arg);
+		*bytes += bc->ev.len;
+		n++;
+	}
+	bc->next[q] = pr.next_offset;
+	fm_msg_list_free(&pr.msgs);
+	return n;
+}
+
+int
+fm_bcast_read(struct fm_bcast *bc, size_t max_bytes, fm_bcast_emit_fn emit,
+    void *arg, char **cause)
+{
+	size_t bytes = 0;
+	uint32_t dry = 0;
+	int n, total = 0;
+
+	while (bytes < max_bytes && dry < bc->nq) {
+		n = read_queue(bc, bc->rr, &bytes, emit, arg, cause);
+		if (n < 0)
+			return n;
+		dry = n > 0 ? 0 : dry + 1;
+		total += n;
+		bc->rr = (bc->rr + 1) % bc->nq;
+	}
+	return total;
+}
+
+/* ---- waking ---- */
+
+static void
+arm_release(struct fm_bcast_arm *a)
+{
+	if (atomic_fetch_sub(&a->refs, 1) != 1)
+		return;
+	pthread_mutex_destroy(&a->lock);
+	free(a->w);
+	free(a);
+}
+
+static void
+arm_fired(void *arg, enum fm_wake why)
+{
+	struct fm_bcast_arm *a = arg;
+
+	pthread_mutex_lock(&a->lock);
+	if (!a->done) {
+		a->done = 1;
+		a->wake(a->arg,
+		    why == FM_WAKE_DATA          ? FM_BCAST_DATA
+		        : why == FM_WAKE_TIMEOUT ? FM_BCAST_IDLE
+		                                 : FM_BCAST_SHUTDOWN);
+	}
+	pthread_mutex_unlock(&a->lock);
+	arm_release(a);
+}
+
+void
+fm_bcast_arm(
+    struct fm_bcast *bc, int64_t idle_ms, fm_bcast_wake_fn wake, void *arg)
+{
+	struct fm_bcast_arm *a = xcalloc(1, sizeof(*a));
+	int64_t deadline = fm_mono_ms() + idle_ms;
+
+	fm_bcast_disarm(bc);
+	pthread_mutex_init(&a->lock, NULL);
+	atomic_init(&a->refs, bc->nq + 1);
+	a->wake = wake;
+	a->arg = arg;
+	a->b = bc->b;
+	a->n = bc->nq;
+	a->w = xcalloc(bc->nq, sizeof(*a->w));
+	bc->arm = a;
+	for (uint32_t q = 0; q < bc->nq; q++)
+		a->w[q] = fm_broker_watch(
+		    bc->b, bc->topic, q, bc->next[q], deadline, arm_fired, a);
+}
+
+void
+fm_bcast_disarm(struct fm_bcast *bc)
+{
+	struct fm_bcast_arm *a = bc->arm;
+
+	if (a == NULL)
+		return;
+	bc->arm = NULL;
+	pthread_mutex_lock(&a->lock);
+	a->done = 1;
+	pthread_mutex_unlock(&a->lock);
+	for (uint32_t q = 0; q < a->n; q++)
+		if (fm_broker_unwatch(a->b, a->w[q]) == 1)
+			arm_release(a);
+	arm_release(a);
+}

@@ -1,0 +1,829 @@
+/*
+ * ws.c - the WebSocket service thread, sessions, framing and flow control
+ * (see ws.h).
+ *
+ * Owns struct fm_ws and every session. Does not own the listening socket
+ * (MHD's) nor the events (bcast.c).
+ *
+ * Why lws carries raw bytes and this file does the framing: lws 4.1.6
+ * accepts unmasked client frames and offers no hook to see a frame
+ * header (FACTS.md), yet RFC 6455 5.1 says a server must close on one.
+ * So sockets are adopted in lws's RAW role: lws gives the event loop,
+ * timers and buffered writes; the handshake answer, frame parsing (masks,
+ * reserved bits, opcodes, lengths, fragments, UTF-8), pings and close
+ * codes are here, where every rule is checked.
+ *
+ * Handoff (same port): the HTTP server suspends the connection on the
+ * first handler call of an upgrade request, dup()s its fd and calls
+ * fm_ws_adopt from its thread; that queues {fd, key, reader} under
+ * ws->lock and wakes the service thread with lws_cancel_service(), the
+ * only lws call made off that thread. LWS_CALLBACK_EVENT_WAIT_CANCELLED
+ * adopts the queued sockets and serves the woken sessions. When lws
+ * closes a session, its done callback resumes the MHD connection so that
+ * MHD closes its copy of the socket.
+ *
+ * Flow control: a session reads events from the store only while fewer
+ * than FM_WS_SEND_BUDGET bytes wait in its queue (so memory is bounded
+ * however slow the client), one frame goes to lws per writeable
+ * callback, and the socket's send buffer is capped. A client whose queue
+ * stayed full for FM_WS_STALL_MS without taking a frame is closed with
+ * FM_WS_CLOSE_SLOW; it resumes with the cursor of the last frame it read.
+ * A reader that is caught up arms its watches and sleeps until woken.
+ *
+ * Session states (service thread only):
+ *
+ *   state    event                         move (by whom)
+ *   -------  ----------------------------  ------------------------------
+ *   open     queue below budget            read events (refill)
+ *   open     reader caught up              arm watches (refill)
+ *   open     watch fires                   -> woken list; refill (serve)
+ *   open     protocol error, slow, ping    drop the queue, queue a close
+ *            timeout, topic deleted        frame -> closing (fail)
+ *   open     client's close frame          echo it -> closing (on_close)
+ *   closing  queue written                 lws closes the socket (write)
+ *   any      lws closes the socket         free, done(arg) (sess_free)
+ *
+ * Invariants: a session's reader is disarmed before the session is freed
+ * (so no wake touches freed memory); a session is on the woken list at
+ * most once, and never after it is freed; nothing is written after a
+ * close frame.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+#include "base/xmalloc.h"
+#include "http/codec.h"
+#include "ws/ws.h"
+
+#define PROTOCOL_NAME "ferrymq-ws"
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define SNDBUF_BYTES (256 * 1024) /* kernel send buffer per session */
+#define TICK_US (1000 * 1000) /* per-session housekeeping timer */
+#define PING_IDLE_MS 30000 /* ping a client silent this long */
+#define PONG_WAIT_MS 30000 /* close if no answer within this */
+#define CLOSE_GRACE_S 10 /* time for a close frame to leave */
+#define ARM_IDLE_MS (3600 * 1000) /* watch deadline; re-armed after it */
+#define FRAME_HDR_MAX 10 /* server frames are never masked */
+
+/* An adoption waiting for the service thread. */
+struct pending {
+	struct pending *next;
+	int fd; /* owned */
+	char accept[32]; /* Sec-WebSocket-Accept value */
+	struct fm_bcast *bc; /* owned */
+	fm_ws_done_fn done;
+	void *arg;
+};
+
+/* A frame (or the handshake answer) waiting to be written. */
+struct frame {
+	struct frame *next;
+	size_t start; /* offset of the first byte in data (>= LWS_PRE) */
+	size_t len; /* bytes from start */
+	unsigned char data[]; /* LWS_PRE headroom, header, payload */
+};
+
+struct sess {
+	struct fm_ws *ws; /* borrowed */
+	struct lws *wsi; /* borrowed from lws, NULL until adopted */
+	struct fm_bcast *bc; /* owned */
+	fm_ws_done_fn done;
+	void *done_arg;
+	struct sess *prev, *next; /* in ws->sessions */
+	struct sess *wnext; /* in ws->woken (ws->lock) */
+	int wake_pending; /* on ws->woken (ws->lock) */
+	struct frame *head, *tail; /* the send queue */
+	size_t queued; /* bytes in the send queue */
+	struct fm_buf rx; /* bytes received, not yet parsed */
+	struct fm_buf msg; /* a fragmented message being assembled */
+	int msg_op; /* its opcode (1 text, 2 binary), 0 for none */
+	int armed; /* caught up: watches parked */
+	int closing; /* a close frame is queued: nothing more */
+	int64_t progress_ms; /* last frame taken, or queue became non-empty */
+	int64_t rx_ms; /* last bytes from the client */
+	int64_t ping_ms; /* ping outstanding since, 0 for none */
+};
+
+struct fm_ws {
+	const struct fm_config *cfg; /* borrowed */
+	struct fm_broker *b; /* borrowed */
+	struct lws_context *ctx; /* owned */
+	struct lws_vhost *vh; /* borrowed from ctx */
+	pthread_t thread;
+	int thread_live; /* thread was started and not yet joined */
+	atomic_int stop; /* the service loop exits */
+	pthread_mutex_t lock; /* guards the members below */
+	struct pending *adopt; /* adoptions to make */
+	struct sess *woken; /* sessions whose reader was woken */
+	int ctx_live; /* lws_cancel_service may be called */
+	int refusing; /* fm_ws_stop ran: adoptions are refused */
+	struct sess *sessions; /* service thread only */
+};
+
+/* ---- frames out ----
+ *
+ * Server frames (RFC 6455 5.2), never masked:
+ *
+ *    0               1               2               3
+ *   +-+-+-+-+-------+-+-------------+-------------------------------+
+ *   |F|R|R|R| opcode|0| len (7)     | len 16 (if 126) or 64 (127)   |
+ *   |I|S|S|S|  (4)  | |             | big endian                    |
+ *   |N|V|V|V|       | |             |                               |
+ *   +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
+ *   | payload ...
+ */
+
+enum {
+	OP_CONT = 0,
+	OP_TEXT = 1,
+	OP_BIN = 2,
+	OP_CLOSE = 8,
+	OP_PING = 9,
+	OP_PONG = 10
+};
+
+static struct frame *
+frame_new(int op, const void *p, size_t n)
+{
+	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + FRAME_HDR_MAX + n);
+	unsigned char hdr[FRAME_HDR_MAX];
+	size_t h = 0;
+
+	hdr[h++] = (unsigned char)(0x80 | op);
+	if (n < 126) {
+		hdr[h++] = (unsigned char)n;
+	} else if (n <= 0xffff) {
+		hdr[h++] = 126;
+		hdr[h++] = (unsigned char)(n >> 8);
+		hdr[h++] = (unsigned char)n;
+	} else {
+		hdr[h++] = 127;
+		for (int i = 7; i >= 0; i--)
+			hdr[h++] = (unsigned char)((uint64_t)n >> (8 * i));
+	}
+	f->next = NULL;
+	f->start = LWS_PRE + FRAME_HDR_MAX - h;
+	f->len = h + n;
+	memcpy(f->data + f->start, hdr, h);
+	if (n > 0)
+		memcpy(f->data + LWS_PRE + FRAME_HDR_MAX, p, n);
+	return f;
+}
+
+static struct frame *
+raw_new(const char *s)
+{
+	size_t n = strlen(s);
+	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + n);
+
+	f->next = NULL;
+	f->start = LWS_PRE;
+	f->len = n;
+	memcpy(f->data + LWS_PRE, s, n);
+	return f;
+}
+
+static void
+enqueue(struct sess *s, struct frame *f)
+{
+	if (s->head == NULL)
+		s->progress_ms = fm_mono_ms();
+	if (s->tail != NULL)
+		s->tail->next = f;
+	else
+		s->head = f;
+	s->tail = f;
+	s->queued += f->len;
+}
+
+static void
+drop_queue(struct sess *s)
+{
+	struct frame *f;
+
+	while ((f = s->head) != NULL) {
+		s->head = f->next;
+		free(f);
+	}
+	s->tail = NULL;
+	s->queued = 0;
+}
+
+/* Queue a close frame after dropping what was not yet handed to lws; the
+ * socket closes once it is written, or after CLOSE_GRACE_S. */
+static void
+fail(struct sess *s, unsigned code, const char *reason)
+{
+	unsigned char p[125];
+	size_t n = strlen(reason);
+
+	if (s->closing)
+		return;
+	if (n > sizeof(p) - 2)
+		n = sizeof(p) - 2;
+	p[0] = (unsigned char)(code >> 8);
+	p[1] = (unsigned char)code;
+	memcpy(p + 2, reason, n);
+	drop_queue(s);
+	fm_bcast_disarm(s->bc);
+	s->armed = 0;
+	s->closing = 1;
+	enqueue(s, frame_new(OP_CLOSE, p, n + 2));
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_S);
+	lws_callback_on_writable(s->wsi);
+}
+
+/* ---- reading events ---- */
+
+static void
+on_wake(void *arg, enum fm_bcast_why why)
+{
+	struct sess *s = arg;
+	struct fm_ws *ws = s->ws;
+
+	pthread_mutex_lock(&ws->lock);
+	if (!s->wake_pending) {
+		s->wake_pending = 1;
+		s->wnext = ws->woken;
+		ws->woken = s;
+	}
+	if (ws->ctx_live)
+		lws_cancel_service(ws->ctx);
+	pthread_mutex_unlock(&ws->lock);
+}
+
+static void
+emit_frame(void *arg, const char *json, size_t len, const char *cursor)
+{
+	enqueue(arg, frame_new(OP_TEXT, json, len));
+}
+
+/* Fill the queue up to the budget; arm the watches when caught up. */
+static void
+refill(struct sess *s)
+{
+	char *cause = NULL;
+	int n;
+
+	if (s->closing || s->armed || s->queued >= FM_WS_SEND_BUDGET)
+		return;
+	n = fm_bcast_read(
+	    s->bc, FM_WS_SEND_BUDGET - s->queued, emit_frame, s, &cause);
+	if (n < 0) {
+		fail(s, n == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+		    cause != NULL ? cause : fm_err_msg(n));
+		free(cause);
+		return;
+	}
+	if (n == 0) {
+		s->armed = 1;
+		fm_bcast_arm(s->bc, ARM_IDLE_MS, on_wake, s);
+	}
+	if (s->head != NULL)
+		lws_callback_on_writable(s->wsi);
+}
+
+/* Hand the next frame to lws (it buffers what the socket does not take
+ * and calls back only once that is written). -1 closes the socket. */
+static int
+write_next(struct sess *s)
+{
+	struct frame *f = s->head;
+
+	if (f == NULL)
+		return s->closing ? -1 : 0;
+	if (lws_write(s->wsi, f->data + f->start, f->len, LWS_WRITE_RAW) <
+	    (int)f->len)
+		return -1;
+	s->head = f->next;
+	if (s->head == NULL)
+		s->tail = NULL;
+	s->queued -= f->len;
+	free(f);
+	s->progress_ms = fm_mono_ms();
+	refill(s);
+	if (s->head != NULL || s->closing)
+		lws_callback_on_writable(s->wsi);
+	return 0;
+}
+
+/* ---- frames in ----
+ *
+ * Client frames must be masked (RFC 6455 5.1):
+ *
+ *   +-+-+-+-+-------+-+-------------+-------------------------------+
+ *   |F|R|R|R| opcode|M| len (7)     | len 16 (if 126) or 64 (127)   |
+ *   +-+-+-+-+-------+-+-------------+-------------------------------+
+ *   | masking key (4 bytes, M = 1)  | payload, XOR key[i % 4]   ...
+ *   +-------------------------------+-------------------------------
+ */
+
+static int
+close_code_valid(unsigned c)
+{
+	return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) ||
+	    (c >= 3000 && c <= 4999);
+}
+
+static void
+on_close_frame(struct sess *s, const unsigned char *p, size_t n)
+{
+	unsigned code;
+
+	if (n == 1) {
+		fail(s, 1002, "close frame of one byte");
+		return;
+	}
+	if (n == 0) {
+		fail(s, 1000, "");
+		return;
+	}
+	code = (unsigned)p[0] << 8 | p[1];
+	if (!close_code_valid(code))
+		fail(s, 1002, "invalid close code");
+	else if (!fm_codec_utf8_valid(p + 2, n - 2))
+		fail(s, 1007, "close reason is not UTF-8");
+	else
+		fail(s, code, "");
+}
+
+/* A whole message from the client. The broadcast stream expects none;
+ * it is checked (text must be UTF-8) and otherwise ignored. */
+static void
+on_message(struct sess *s)
+{
+	if (s->msg_op == OP_TEXT &&
+	    !fm_codec_utf8_valid(s->msg.data, s->msg.len))
+		fail(s, 1007, "text message is not valid UTF-8");
+	s->msg_op = 0;
+	fm_buf_free(&s->msg);
+}
+
+static void
+on_frame(struct sess *s, int fin, int op, const unsigned char *p, size_t n)
+{
+	const char *bad = NULL;
+
+	switch (op) {
+	case OP_CONT:
+		if (s->msg_op == 0)
+			bad = "continuation without a message";
+		break;
+	case OP_TEXT:
+	case OP_BIN:
+		if (s->msg_op != 0)
+			bad = "new message inside a fragmented one";
+		s->msg_op = op;
+		break;
+	case OP_CLOSE:
+		on_close_frame(s, p, n);
+		return;
+	case OP_PING:
+		enqueue(s, frame_new(OP_PONG, p, n));
+		lws_callback_on_writable(s->wsi);
+		return;
+	default: /* OP_PONG: the client is alive */
+		s->ping_ms = 0;
+		return;
+	}
+	if (bad != NULL) {
+		fail(s, 1002, bad);
+	} else if (s->msg.len + n > FM_WS_MSG_MAX) {
+		fail(s, 1009, "message too big");
+	} else {
+		fm_buf_add(&s->msg, p, n);
+		if (fin)
+			on_message(s);
+	}
+}
+
+/* Parse one frame from the front of s->rx. Returns its size, 0 when more
+ * bytes are needed, -1 after a protocol error (a close is queued). */
+static long
+parse_frame(struct sess *s)
+{
+	unsigned char *d = (unsigned char *)s->rx.data;
+	size_t have = s->rx.len, h = 2;
+	uint64_t n;
+	int fin, op;
+
+	if (have < 2)
+		return 0;
+	fin = d[0] & 0x80;
+	op = d[0] & 0x0f;
+	if (d[0] & 0x70)
+		return fail(s, 1002, "reserved bits set"), -1;
+	if (!(d[1] & 0x80))
+		return fail(s, 1002, "client frames must be masked"), -1;
+	if ((op > OP_BIN && op < OP_CLOSE) || op > OP_PONG)
+		return fail(s, 1002, "unknown opcode"), -1;
+	n = d[1] & 0x7f;
+	if (op >= OP_CLOSE && (!fin || n > 125))
+		return fail(s, 1002, "bad control frame"), -1;
+	if (n == 126) {
+		if (have < 4)
+			return 0;
+		n = (uint64_t)d[2] << 8 | d[3];
+		h = 4;
+	} else if (n == 127) {
+		if (have < 10)
+			return 0;
+		n = 0;
+		for (int i = 2; i < 10; i++)
+			n = n << 8 | d[i];
+		h = 10;
+		if (n >> 63)
+			return fail(s, 1002, "bad frame length"), -1;
+	}
+	if (n > FM_WS_MSG_MAX)
+		return fail(s, 1009, "frame too big"), -1;
+	if (have < h + 4 + n)
+		return 0;
+	for (uint64_t i = 0; i < n; i++)
+		d[h + 4 + i] ^= d[h + i % 4];
+	on_frame(s, fin, op, d + h + 4, (size_t)n);
+	return (long)(h + 4 + n);
+}
+
+static void
+on_rx(struct sess *s, const void *in, size_t len)
+{
+	long used;
+
+	s->rx_ms = fm_mono_ms();
+	if (s->closing)
+		return;
+	fm_buf_add(&s->rx, in, len);
+	while (!s->closing && (used = parse_frame(s)) > 0) {
+		memmove(
+		    s->rx.data, s->rx.data + used, s->rx.len - (size_t)used);
+		s->rx.len -= (size_t)used;
+	}
+	if (s->rx.len == 0)
+		fm_buf_free(&s->rx);
+}
+
+/* ---- housekeeping ---- */
+
+static void
+tick(struct sess *s)
+{
+	int64_t now = fm_mono_ms();
+
+	if (!s->closing && s->queued >= FM_WS_SEND_BUDGET &&
+	    now - s->progress_ms >= FM_WS_STALL_MS)
+		fail(s, FM_WS_CLOSE_SLOW,
+		    "slow consumer, resume with from=<last cursor>");
+	if (!s->closing && s->ping_ms != 0 && now - s->ping_ms >= PONG_WAIT_MS)
+		fail(s, 1001, "no pong");
+	if (!s->closing && s->ping_ms == 0 && now - s->rx_ms >= PING_IDLE_MS) {
+		s->ping_ms = now;
+		enqueue(s, frame_new(OP_PING, NULL, 0));
+		lws_callback_on_writable(s->wsi);
+	}
+	lws_set_timer_usecs(s->wsi, TICK_US);
+}
+
+/* ---- sessions ---- */
+
+static void
+sess_free(struct sess *s)
+{
+	struct fm_ws *ws = s->ws;
+
+	fm_bcast_free(s->bc);
+	pthread_mutex_lock(&ws->lock);
+	if (s->wake_pending) {
+		struct sess **pp = &ws->woken;
+
+		while (*pp != s)
+			pp = &(*pp)->wnext;
+		*pp = s->wnext;
+	}
+	pthread_mutex_unlock(&ws->lock);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else if (ws->sessions == s)
+		ws->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	drop_queue(s);
+	fm_buf_free(&s->rx);
+	fm_buf_free(&s->msg);
+	s->done(s->done_arg);
+	free(s);
+}
+
+static void
+on_adopted(struct sess *s, struct lws *wsi)
+{
+	struct fm_ws *ws = s->ws;
+
+	s->wsi = wsi;
+	s->next = ws->sessions;
+	if (ws->sessions != NULL)
+		ws->sessions->prev = s;
+	ws->sessions = s;
+	s->rx_ms = fm_mono_ms();
+	lws_set_timer_usecs(wsi, TICK_US);
+	refill(s);
+	lws_callback_on_writable(wsi);
+}
+
+static void
+adopt_one(struct fm_ws *ws, struct pending *p)
+{
+	struct sess *s = xcalloc(1, sizeof(*s));
+	char answer[160];
+	lws_adopt_desc_t desc;
+
+	s->ws = ws;
+	s->bc = p->bc;
+	s->done = p->done;
+	s->done_arg = p->arg;
+	snprintf(answer, sizeof(answer),
+	    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+	    p->accept);
+	enqueue(s, raw_new(answer));
+	memset(&desc, 0, sizeof(desc));
+	desc.vh = ws->vh;
+	desc.type = LWS_ADOPT_SOCKET;
+	desc.fd.sockfd = p->fd;
+	desc.vh_prot_name = PROTOCOL_NAME;
+	desc.opaque = s;
+	/* on failure lws has closed the fd */
+	if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL)
+		sess_free(s);
+}
+
+/* Adopt what was queued, serve the woken sessions. */
+static void
+serve(struct fm_ws *ws)
+{
+	struct pending *adopt, *p;
+	struct sess *woken, *s;
+
+	pthread_mutex_lock(&ws->lock);
+	adopt = ws->adopt;
+	woken = ws->woken;
+	ws->adopt = NULL;
+	ws->woken = NULL;
+	for (s = woken; s != NULL; s = s->wnext)
+		s->wake_pending = 0;
+	pthread_mutex_unlock(&ws->lock);
+	while ((p = adopt) != NULL) {
+		adopt = p->next;
+		adopt_one(ws, p);
+		free(p);
+	}
+	while ((s = woken) != NULL) {
+		woken = s->wnext;
+		s->armed = 0;
+		refill(s);
+	}
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
+{
+	struct fm_ws *ws = lws_context_user(lws_get_context(wsi));
+	struct sess *s = lws_get_opaque_user_data(wsi);
+
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		serve(ws);
+		break;
+	case LWS_CALLBACK_RAW_ADOPT:
+		if (s == NULL)
+			return -1;
+		on_adopted(s, wsi);
+		break;
+	case LWS_CALLBACK_RAW_RX:
+		if (s != NULL)
+			on_rx(s, in, len);
+		break;
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		if (s != NULL)
+			return write_next(s);
+		break;
+	case LWS_CALLBACK_TIMER:
+		if (s != NULL)
+			tick(s);
+		break;
+	case LWS_CALLBACK_RAW_CLOSE:
+		if (s != NULL) {
+			lws_set_opaque_user_data(wsi, NULL);
+			sess_free(s);
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+    {PROTOCOL_NAME, callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- the thread ---- */
+
+static void *
+service_main(void *arg)
+{
+	struct fm_ws *ws = arg;
+
+	while (!atomic_load(&ws->stop))
+		if (lws_service(ws->ctx, 0) < 0)
+			break;
+	return NULL;
+}
+
+static void
+lws_logger(int level, const char *line)
+{
+	char copy[512];
+
+	snprintf(copy, sizeof(copy), "%s", line);
+	copy[strcspn(copy, "\n")] = '\0';
+	fm_warn("ws: %s", copy);
+}
+
+int
+fm_ws_start(const struct fm_config *cfg, struct fm_broker *b,
+    struct fm_ws **out, char **cause)
+{
+	struct fm_ws *ws = xcalloc(1, sizeof(*ws));
+	struct lws_context_creation_info info;
+
+	ws->cfg = cfg;
+	ws->b = b;
+	pthread_mutex_init(&ws->lock, NULL);
+	atomic_init(&ws->stop, 0);
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.user = ws;
+	info.gid = -1;
+	info.uid = -1;
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	if ((ws->ctx = lws_create_context(&info)) == NULL ||
+	    (ws->vh = lws_create_vhost(ws->ctx, &info)) == NULL)
+		goto fail;
+	ws->ctx_live = 1;
+	if (pthread_create(&ws->thread, NULL, service_main, ws) != 0)
+		goto fail;
+	ws->thread_live = 1;
+	*out = ws;
+	return 0;
+fail:
+	xasprintf(cause, "cannot start the WebSocket service");
+	fm_ws_stop(ws);
+	fm_ws_free(ws);
+	*out = NULL;
+	return -FM_E_IO;
+}
+
+void
+fm_ws_stop(struct fm_ws *ws)
+{
+	struct pending *p;
+
+	if (ws == NULL)
+		return;
+	atomic_store(&ws->stop, 1);
+	pthread_mutex_lock(&ws->lock);
+	if (ws->ctx_live)
+		lws_cancel_service(ws->ctx);
+	pthread_mutex_unlock(&ws->lock);
+	if (ws->thread_live)
+		pthread_join(ws->thread, NULL);
+	ws->thread_live = 0;
+	pthread_mutex_lock(&ws->lock);
+	ws->ctx_live = 0;
+	ws->refusing = 1;
+	p = ws->adopt;
+	ws->adopt = NULL;
+	pthread_mutex_unlock(&ws->lock);
+	/* closes every session: sess_free runs here, on this thread */
+	if (ws->ctx != NULL)
+		lws_context_destroy(ws->ctx);
+	ws->ctx = NULL;
+	while (p != NULL) {
+		struct pending *next = p->next;
+
+		close(p->fd);
+		fm_bcast_free(p->bc);
+		p->done(p->arg);
+		free(p);
+		p = next;
+	}
+}
+
+void
+fm_ws_free(struct fm_ws *ws)
+{
+	if (ws == NULL)
+		return;
+	pthread_mutex_destroy(&ws->lock);
+	free(ws);
+}
+
+/* ---- from other threads ---- */
+
+static int
+has_token(const char *list, const char *token)
+{
+	size_t n = strlen(token);
+
+	for (const char *p = list; p != NULL && *p != '\0';) {
+		p += strspn(p, " \t,");
+		if (strncasecmp(p, token, n) == 0 &&
+		    (p[n] == '\0' || p[n] == ',' || p[n] == ' ' ||
+		        p[n] == '\t'))
+			return 1;
+		p += strcspn(p, ",");
+	}
+	return 0;
+}
+
+int
+fm_ws_check_handshake(const char *upgrade, const char *connection,
+    const char *version, const char *key, char **cause)
+{
+	struct fm_buf raw = FM_BUF_INIT;
+	int ok;
+
+	if (upgrade == NULL || !has_token(upgrade, "websocket") ||
+	    connection == NULL || !has_token(connection, "upgrade")) {
+		xasprintf(cause,
+		    "this resource is a WebSocket: send Upgrade: "
+		    "websocket and Connection: Upgrade");
+		return -FM_E_INVALID;
+	}
+	if (version == NULL || strcmp(version, "13") != 0) {
+		xasprintf(cause, "Sec-WebSocket-Version must be 13");
+		return -FM_E_INVALID;
+	}
+	ok = key != NULL && strlen(key) == 24 &&
+	    fm_codec_unbase64(&raw, key, 24) == 0 && raw.len == 16;
+	fm_buf_free(&raw);
+	if (!ok) {
+		xasprintf(
+		    cause, "Sec-WebSocket-Key must be 16 bytes in base64");
+		return -FM_E_INVALID;
+	}
+	return 0;
+}
+
+void
+fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
+    fm_ws_done_fn done, void *arg)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+	unsigned char sha[20];
+	char concat[128];
+	int sndbuf = SNDBUF_BYTES;
+
+	snprintf(concat, sizeof(concat), "%s%s", key, WS_GUID);
+	lws_SHA1((const unsigned char *)concat, strlen(concat), sha);
+	lws_b64_encode_string(
+	    (const char *)sha, sizeof(sha), p->accept, sizeof(p->accept));
+	/* bounds what the kernel holds for a client that stops reading */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
+		fm_debug("ws: SO_SNDBUF: %s", strerror(errno));
+	p->fd = fd;
+	p->bc = bc;
+	p->done = done;
+	p->arg = arg;
+	pthread_mutex_lock(&ws->lock);
+	if (!ws->refusing) {
+		p->next = ws->adopt;
+		ws->adopt = p;
+		lws_cancel_service(ws->ctx);
+		p = NULL;
+	}
+	pthread_mutex_unlock(&ws->lock);
+	if (p != NULL) {
+		close(fd);
+		fm_bcast_free(bc);
+		done(arg);
+		free(p);
+	}
+}
