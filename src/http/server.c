@@ -70,9 +70,12 @@
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "http/h_groups.h"
+#include "http/h_stream.h"
 #include "http/http.h"
 #include "http/reply.h"
 #include "http/server.h"
+#include "ws/bcast.h"
+#include "ws/ws.h"
 
 #ifndef FERRYMQ_WEBDIR
 #define FERRYMQ_WEBDIR "/usr/local/share/ferrymq/web"
@@ -94,6 +97,8 @@ static const struct fm_route routes[] = {
     {"POST", "/v1/topics/{topic}/messages", fm_h_publish},
     {"GET", "/v1/topics/{topic}/messages", fm_h_query},
     {"GET", "/v1/topics/{topic}/queues/{queueId}/messages", fm_h_pull},
+    {"GET", "/v1/topics/{topic}/ws", fm_h_ws},
+    {"GET", "/v1/topics/{topic}/events", fm_h_events},
     {"POST", "/v1/topics/{topic}/groups/{group}/receive", fm_h_group_receive},
     {"POST", "/v1/topics/{topic}/groups/{group}/ack", fm_h_group_ack},
     {"POST", "/v1/topics/{topic}/groups/{group}/nack", fm_h_group_nack},
@@ -115,6 +120,16 @@ static const struct fm_route routes[] = {
 };
 
 enum { TICKET_ATTACHED, TICKET_FIRED, TICKET_DETACHED, TICKET_PENDING };
+
+/* The server object with the WebSocket service it hands upgrades to.
+ * (struct fm_http is shared with every handler through http.h; the
+ * service is server.c's alone, so it rides along here.) */
+struct server {
+	struct fm_http h; /* first: a struct fm_http * is a struct server * */
+	struct fm_ws *ws; /* owned */
+	struct fm_stream *streams; /* live event streams (h.lock) */
+	int streams_stopped; /* fm_http_stop ended them (h.lock) */
+};
 
 struct fm_ticket {
 	struct fm_http *h; /* valid while ATTACHED or FIRED */
@@ -322,6 +337,60 @@ fm_req_park_durable(struct fm_req *r, struct fm_ticket *t)
 	return FM_H_PARKED;
 }
 
+/* ---- event streams ---- */
+
+int
+fm_http_stream_add(struct fm_http *h, struct fm_stream *s)
+{
+	struct server *sv = (struct server *)h;
+	int err = -FM_E_SHUTDOWN;
+
+	pthread_mutex_lock(&h->lock);
+	if (!sv->streams_stopped) {
+		s->prev = NULL;
+		s->next = sv->streams;
+		if (sv->streams != NULL)
+			sv->streams->prev = s;
+		sv->streams = s;
+		err = 0;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return err;
+}
+
+void
+fm_http_stream_del(struct fm_http *h, struct fm_stream *s)
+{
+	struct server *sv = (struct server *)h;
+
+	pthread_mutex_lock(&h->lock);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sv->streams = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* End every stream (each resumes its connection and finishes its
+ * response), then wait, bounded by *ts, until MHD has freed them. */
+static void
+stop_streams(struct fm_http *h, const struct timespec *ts)
+{
+	struct server *sv = (struct server *)h;
+
+	pthread_mutex_lock(&h->lock);
+	sv->streams_stopped = 1;
+	for (struct fm_stream *s = sv->streams; s != NULL; s = s->next)
+		s->stop(s);
+	while (sv->streams != NULL)
+		if (pthread_cond_timedwait(&h->cond, &h->lock, ts) != 0)
+			break;
+	pthread_mutex_unlock(&h->lock);
+}
+
 /* ---- the request ---- */
 
 static void early(struct fm_req *r, enum fm_http_code code, const char *fmt,
@@ -456,12 +525,78 @@ queue_reply(struct fm_req *r)
 	return ret;
 }
 
+/* ---- WebSocket handoff (same port) ----
+ *
+ * An upgrade request for the WebSocket route is handed to the WebSocket
+ * service on its first handler call, before MHD has answered anything:
+ * the connection is suspended (so MHD neither reads nor writes it), its
+ * fd dup()ed and given away with the checked handshake and the stream's
+ * reader. When the service ends the session it resumes the connection;
+ * the next handler call then returns MHD_NO, so MHD closes its copy.
+ * Errors found before the handoff (bad handshake, unknown topic, bad
+ * cursor) are answered as ordinary HTTP errors on the final call.
+ */
+
+static int
+wants_upgrade(struct fm_req *r)
+{
+	return r->route == FM_ROUTE_FOUND && r->m.route->fn == fm_h_ws &&
+	    fm_req_header(r, MHD_HTTP_HEADER_UPGRADE) != NULL;
+}
+
+static void
+ws_done(void *arg)
+{
+	MHD_resume_connection(arg);
+}
+
+static void
+ws_handoff(struct fm_req *r)
+{
+	struct server *sv = (struct server *)r->h;
+	const union MHD_ConnectionInfo *ci;
+	const char *key = fm_req_header(r, "Sec-WebSocket-Key");
+	struct fm_bcast *bc = NULL;
+	char *cause = NULL;
+	int err, fd = -1;
+
+	err = fm_ws_check_handshake(fm_req_header(r, MHD_HTTP_HEADER_UPGRADE),
+	    fm_req_header(r, MHD_HTTP_HEADER_CONNECTION),
+	    fm_req_header(r, "Sec-WebSocket-Version"), key, &cause);
+	if (err == 0)
+		err = fm_bcast_open(r->h->b, fm_req_param(r, "topic"),
+		    fm_req_arg(r, "from"), &bc, &cause);
+	if (err < 0) {
+		early(r,
+		    err == -FM_E_NOT_FOUND ? FM_HC_TOPIC_NOT_FOUND
+		                           : fm_http_code_of(err),
+		    "%s", cause != NULL ? cause : fm_err_msg(err));
+		free(cause);
+		return;
+	}
+	ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL)
+		fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		fm_bcast_free(bc);
+		early(r, FM_HC_BUSY, "cannot take the connection over: %s",
+		    strerror(errno));
+		return;
+	}
+	MHD_suspend_connection(r->conn);
+	fm_ws_adopt(sv->ws, fd, key, bc, ws_done, r->conn);
+}
+
 static enum MHD_Result
 req_finish(struct fm_req *r)
 {
 	if (r->early_code >= 0) {
 		fm_reply_error(r, (enum fm_http_code)r->early_code, "%s",
 		    r->early_msg != NULL ? r->early_msg : "bad request");
+	} else if (wants_upgrade(r)) {
+		/* the WebSocket session ended: close MHD's copy */
+		return MHD_NO;
 	} else if (r->m.route->fn(r) == FM_H_PARKED) {
 		return MHD_YES;
 	}
@@ -477,6 +612,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	if (r == NULL) {
 		*con_cls = r = req_begin(cls, conn, url, method);
+		if (r->early_code < 0 && wants_upgrade(r))
+			ws_handoff(r);
 		return r->early_close ? req_finish(r) : MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -517,7 +654,11 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
-	fm_warn("http: %s", line);
+	/* every WebSocket session ends this way (see wants_upgrade) */
+	if (strncmp(line, "Application reported internal error", 35) == 0)
+		fm_debug("http: %s", line);
+	else
+		fm_warn("http: %s", line);
 }
 
 /* ---- start and stop ---- */
@@ -583,6 +724,7 @@ web_root(const struct fm_config *cfg, char **out, char **cause)
 static void
 http_free(struct fm_http *h)
 {
+	fm_ws_free(((struct server *)h)->ws);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h->web_root);
@@ -593,7 +735,8 @@ int
 fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
     struct fm_http **out, char **cause)
 {
-	struct fm_http *h = xcalloc(1, sizeof(*h));
+	struct server *sv = xcalloc(1, sizeof(*sv));
+	struct fm_http *h = &sv->h;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	int fd = -1, err;
@@ -603,7 +746,8 @@ fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
 	pthread_mutex_init(&h->lock, NULL);
 	fm_cond_init_monotonic(&h->cond);
 	if ((err = web_root(cfg, &h->web_root, cause)) != 0 ||
-	    (err = listen_socket(cfg, &fd, cause)) != 0)
+	    (err = listen_socket(cfg, &fd, cause)) != 0 ||
+	    (err = fm_ws_start(cfg, b, &sv->ws, cause)) != 0)
 		goto fail;
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET,
@@ -626,6 +770,7 @@ fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
 fail:
 	if (fd >= 0)
 		close(fd);
+	fm_ws_stop(sv->ws);
 	http_free(h);
 	*out = NULL;
 	return err;
@@ -658,6 +803,7 @@ drain(struct fm_http *h)
 		if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != 0)
 			break;
 	pthread_mutex_unlock(&h->lock);
+	stop_streams(h, &ts);
 }
 
 void
@@ -665,6 +811,8 @@ fm_http_stop(struct fm_http *h)
 {
 	if (h == NULL)
 		return;
+	/* sessions end first: each resumes its MHD connection */
+	fm_ws_stop(((struct server *)h)->ws);
 	drain(h);
 	MHD_stop_daemon(h->d);
 	http_free(h);
