@@ -3,8 +3,9 @@
  * temp dir: receive hands each message out once, ack and stale handles,
  * invisibility expiry with reconsumeTimes + 1 woken through the group's
  * watch (no sleeping), nack to the DLQ after maxReconsumeTimes, tag
- * filters, reset, group state and list, FIFO receives, and offsets and
- * receipts that survive closing and reopening the broker.
+ * filters, reset, group state and list, FIFO receives, offsets and
+ * receipts that survive closing and reopening the broker, and the store's
+ * group rows written by many threads at once (group commit).
  *
  * Waiting is always on a watch: the group's watch topic for messages
  * that become visible again, the DLQ topic's queue for dead letters.
@@ -28,6 +29,7 @@
 #include "base/err.h"
 #include "base/xmalloc.h"
 #include "broker/broker.h"
+#include "store/store.h"
 
 #define QUEUES 4
 
@@ -404,6 +406,102 @@ test_fifo_one_per_queue(void **state)
 	}
 }
 
+/* ---- the store's group rows: group commit from many threads ---- */
+
+#define WRITERS 8
+#define ROWS_EACH 50
+
+struct writer {
+	struct fm_store *st;
+	int id;
+	int err;
+};
+
+static void *
+write_rows(void *arg)
+{
+	struct writer *w = arg;
+
+	for (int i = 0; i < ROWS_EACH && w->err == 0; i++) {
+		struct fm_grow r[2];
+
+		memset(r, 0, sizeof(r));
+		r[0].kind = FM_GROW_RECEIPT;
+		snprintf(r[0].topic, sizeof(r[0].topic), "t");
+		snprintf(r[0].group, sizeof(r[0].group), "g%d", w->id);
+		r[0].offset = (uint64_t)i;
+		r[0].nonce = (uint64_t)i + 1;
+		r[0].reconsume = 3;
+		r[0].visible_at = 1000 + i;
+		r[1] = r[0];
+		r[1].kind = FM_GROW_OFFSET;
+		r[1].offset = 0;
+		r[1].next = (uint64_t)i + 1;
+		w->err = fm_store_group_write(w->st, r, 2);
+	}
+	return NULL;
+}
+
+static void
+test_store_group_rows(void **state)
+{
+	struct fx *f = *state;
+	struct fm_store_options o = {0};
+	struct writer w[WRITERS];
+	pthread_t th[WRITERS];
+	struct fm_grow *v = NULL, clear = {0}, del = {0};
+	struct fm_store *st = NULL;
+	size_t n = 0, receipts = 0, offsets = 0;
+	char root[300];
+
+	snprintf(root, sizeof(root), "%s/store", f->dir);
+	o.root = root;
+	o.segment_size = 64u << 10;
+	o.flush_interval_ms = 100;
+	o.disk_warning_ratio = 1.0;
+	assert_int_equal(fm_store_open(&o, &st), 0);
+	for (int i = 0; i < WRITERS; i++) {
+		w[i] = (struct writer){st, i, 0};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, write_rows, &w[i]), 0);
+	}
+	for (int i = 0; i < WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].err, 0);
+	}
+	/* one CLEAR and one DEL, then everything is read back */
+	clear.kind = FM_GROW_CLEAR;
+	snprintf(clear.topic, sizeof(clear.topic), "t");
+	snprintf(clear.group, sizeof(clear.group), "g0");
+	del = clear;
+	del.kind = FM_GROW_RECEIPT_DEL;
+	snprintf(del.group, sizeof(del.group), "g1");
+	del.offset = 7;
+	assert_int_equal(fm_store_group_write(st, &clear, 1), 0);
+	assert_int_equal(fm_store_group_write(st, &del, 1), 0);
+	fm_store_close(st);
+	assert_int_equal(fm_store_open(&o, &st), 0);
+	assert_int_equal(fm_store_group_load(st, &v, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind == FM_GROW_OFFSET) {
+			offsets++;
+			assert_int_equal(v[i].next, ROWS_EACH);
+			continue;
+		}
+		assert_int_equal(v[i].kind, FM_GROW_RECEIPT);
+		assert_string_not_equal(v[i].group, "g0");
+		assert_false(strcmp(v[i].group, "g1") == 0 && v[i].offset == 7);
+		assert_int_equal(v[i].nonce, v[i].offset + 1);
+		assert_int_equal(v[i].reconsume, 3);
+		assert_int_equal(v[i].visible_at, 1000 + (int64_t)v[i].offset);
+		receipts++;
+	}
+	assert_int_equal(offsets, WRITERS);
+	assert_int_equal(receipts, (WRITERS - 1) * ROWS_EACH - 1);
+	free(v);
+	fm_store_close(st);
+}
+
 static void
 test_bad_input(void **state)
 {
@@ -449,6 +547,8 @@ main(void)
 	        test_survives_reopen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_fifo_one_per_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_store_group_rows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	};
 
