@@ -23,7 +23,8 @@
  *      one whose last allowed delivery failed waits for the timer, which
  *      moves it to the DLQ.
  *   4. seq only grows; it moves whenever the group may have something new
- *      to hand out (append, visibility reached, reset), and the move is
+ *      to hand out (append, visibility reached, a queue's oldest message
+ *      done, which unblocks a FIFO receive, reset), and the move is
  *      announced to the waiters on the group's watch topic.
  * All of it is guarded by gs->lock, never held across a store commit or a
  * publish. Groups are never freed before fm_groups_close, so a pointer to
@@ -764,6 +765,7 @@ struct settle {
 	int64_t delay_ms;
 	int64_t now;
 	struct rows rs;
+	int freed; /* a queue's oldest message is done (invariant 4) */
 };
 
 static int
@@ -792,8 +794,10 @@ settle_one(struct settle *s, const char *handle, char **cause)
 	if (!s->nack) {
 		row_del(&s->rs, s->g, r.queue_id, e->off);
 		ent_remove(q, e);
-		if (ack_update(q))
+		if (ack_update(q)) {
 			row_offset(&s->rs, s->g, r.queue_id);
+			s->freed = 1;
+		}
 		return 0;
 	}
 	e->nonce = 0;
@@ -813,8 +817,9 @@ fm_broker_group_settle(struct fm_broker *b, const char *topic,
     const char *group, int nack, int64_t delay_ms, const char *const *handles,
     size_t n, int *errs, char **causes, char **cause)
 {
-	struct settle s = {b->groups, NULL, 0, 0, nack, delay_ms, 0, {0}};
+	struct settle s = {b->groups, NULL, 0, 0, nack, delay_ms, 0, {0}, 0};
 	struct fm_topic_conf tc;
+	uint64_t seq = 0;
 	int rc;
 
 	if ((rc = check_names(topic, group, cause)) < 0 ||
@@ -829,8 +834,13 @@ fm_broker_group_settle(struct fm_broker *b, const char *topic,
 		causes[i] = NULL;
 		errs[i] = settle_one(&s, handles[i], &causes[i]);
 	}
+	if (s.freed)
+		seq = ++s.g->seq;
 	pthread_mutex_unlock(&s.gs->lock);
-	return rows_commit(s.gs, &s.rs, cause);
+	rc = rows_commit(s.gs, &s.rs, cause);
+	if (s.freed)
+		fm_waiters_notify(b->ws, s.g->watch, 0, seq);
+	return rc;
 }
 
 /* ---- dead letters ---- */
@@ -972,6 +982,7 @@ dlq_sweep(struct fm_groups *gs, struct group *g)
 {
 	struct dlq_cand *c;
 	struct rows rs = {NULL, 0, 0};
+	uint64_t seq = 0;
 	size_t n;
 
 	pthread_mutex_lock(&gs->lock);
@@ -988,8 +999,10 @@ dlq_sweep(struct fm_groups *gs, struct group *g)
 		if (e != NULL && e->dlq && (rc == 0 || rc == -FM_E_GONE)) {
 			row_del(&rs, g, c[i].qi, e->off);
 			ent_remove(q, e);
-			if (ack_update(q))
+			if (ack_update(q)) {
 				row_offset(&rs, g, c[i].qi);
+				seq = ++g->seq;
+			}
 		} else if (e != NULL && e->dlq) {
 			e->dlq = 0;
 			e->armed = 1;
@@ -1001,6 +1014,8 @@ dlq_sweep(struct fm_groups *gs, struct group *g)
 	free(c);
 	if (rows_commit(gs, &rs, NULL) < 0)
 		fm_warn("group %s: cannot store the DLQ moves", g->name);
+	if (seq != 0)
+		fm_waiters_notify(gs->b->ws, g->watch, 0, seq);
 }
 
 /* ---- the visibility timer ---- */

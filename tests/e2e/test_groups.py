@@ -462,9 +462,38 @@ def test_fifo(t):
          len(retried), "deliveries: one per message plus one per retry")
 
 
+def test_fifo_wakes_on_ack(t):
+    node.req("PUT", path("v1", "topics", "fw"), b'{"queues": 1}')
+    node.publish("fw", b"first", shardingKey="k")
+    node.publish("fw", b"second", shardingKey="k")
+    held = receive("fw", "g", fifo="true", invisible=30)
+    t.eq([m["body"] for m in held], ["first"],
+         "FIFO: one message of the queue at a time")
+    out = {}
+
+    def waiter():
+        c = fmtest.Client(node.port)
+        out["msgs"] = receive("fw", "g", client=c, fifo="true", wait=10)
+        out["end"] = time.monotonic()
+        c.close()
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.5)
+    t.ok("end" not in out, "a FIFO long-poll waits while the queue's "
+         "message is out")
+    acked = time.monotonic()
+    ack_all("fw", "g", held)
+    th.join(15)
+    t.eq([m["body"] for m in out.get("msgs", [])], ["second"],
+         "the ack wakes it with the next message")
+    t.ok(out.get("end", 99) - acked < 1.0, "within 1 s of the ack "
+         "(%.3f s)" % (out.get("end", 99) - acked))
+
+
 if __name__ == "__main__":
     fmtest.main([test_competing_receivers, test_invisibility_expiry,
                  test_nack_delay, test_dlq, test_bad_handles, test_tags,
                  test_reset, test_long_poll, test_group_list,
-                 test_fifo, test_restart_in_flight],
+                 test_fifo, test_fifo_wakes_on_ack, test_restart_in_flight],
                 timeout=80, start=[node])
