@@ -356,8 +356,9 @@ def test_long_poll(t):
     th.join(15)
     t.eq([m["body"] for m in out.get("msgs", [])], ["wake"],
          "a parked receive gets the message published meanwhile")
-    t.ok("end" in out and out["end"] - pub < 1.0,
-         "within 1 s of the publish (%.3f s)" %
+    # ~1 s, with slack for a loaded machine (measured: milliseconds)
+    t.ok("end" in out and out["end"] - pub < 1.5,
+         "within ~1 s of the publish (%.3f s)" %
          (out.get("end", 99) - pub))
     s = time.monotonic()
     t.eq(receive("lp", "g", wait=0.5), [], "an empty long-poll answers []")
@@ -487,7 +488,7 @@ def test_fifo_wakes_on_ack(t):
     th.join(15)
     t.eq([m["body"] for m in out.get("msgs", [])], ["second"],
          "the ack wakes it with the next message")
-    t.ok(out.get("end", 99) - acked < 1.0, "within 1 s of the ack "
+    t.ok(out.get("end", 99) - acked < 1.5, "within ~1 s of the ack "
          "(%.3f s)" % (out.get("end", 99) - acked))
 
 
