@@ -1,7 +1,7 @@
 /*
  * h_stream.c - the EventSource (Server-Sent Events) stream of a topic,
- * GET /v1/topics/{topic}/events, and the plain-GET answer of the
- * WebSocket stream.
+ * GET /v1/topics/{topic}/events; the plain-GET answer of the WebSocket
+ * streams and the options of a consumer group's WebSocket.
  *
  * Owns each stream's state (struct sse), created by the handler and freed
  * by MHD's free callback of the response. Does not own the events: those
@@ -226,6 +226,64 @@ fm_h_events(struct fm_req *r)
 		fm_warn("http: cannot queue the event stream of '%s'", topic);
 	MHD_destroy_response(resp);
 	return FM_H_PARKED;
+}
+
+#define GROUP_MAX 122 /* so that "%DLQ%{group}" is a topic name */
+#define INVISIBLE_DEFAULT_S 30.0
+#define INVISIBLE_MAX_S 43200.0
+
+static int
+invisible_arg(struct fm_req *r, int64_t *out, char **cause)
+{
+	const char *v = fm_req_arg(r, "invisible");
+	double d = INVISIBLE_DEFAULT_S;
+	char *end;
+
+	if (v != NULL) {
+		d = strtod(v, &end);
+		if (end == v || *end != '\0' || !(d >= 0.001) ||
+		    d > INVISIBLE_MAX_S) {
+			xasprintf(cause,
+			    "invisible must be 0.001..%.0f seconds",
+			    INVISIBLE_MAX_S);
+			return -FM_E_INVALID;
+		}
+	}
+	*out = (int64_t)(d * 1000 + 0.5);
+	return 0;
+}
+
+int
+fm_stream_ws_group(struct fm_req *r, struct fm_ws_group *g, char **cause)
+{
+	const char *ack = fm_req_arg(r, "ack");
+	struct fm_topic_conf tc;
+	int err;
+
+	memset(g, 0, sizeof(*g));
+	g->topic = fm_req_param(r, "topic");
+	g->group = fm_req_param(r, "group");
+	g->tags = fm_req_arg(r, "tags");
+	if ((err = fm_broker_check_topic_name(g->topic, cause)) < 0 ||
+	    (err = fm_broker_check_topic_name(g->group, cause)) < 0 ||
+	    (err = invisible_arg(r, &g->invisible_ms, cause)) < 0)
+		return err;
+	if (strlen(g->group) > GROUP_MAX) {
+		xasprintf(
+		    cause, "a group name has at most %d characters", GROUP_MAX);
+		return -FM_E_INVALID;
+	}
+	if (ack != NULL && strcmp(ack, "auto") != 0 &&
+	    strcmp(ack, "client") != 0) {
+		xasprintf(cause, "ack must be auto or client");
+		return -FM_E_INVALID;
+	}
+	if (g->tags != NULL && !fm_codec_utf8_valid(g->tags, strlen(g->tags))) {
+		xasprintf(cause, "tags: not valid UTF-8");
+		return -FM_E_INVALID;
+	}
+	g->client_ack = ack != NULL && strcmp(ack, "client") == 0;
+	return fm_broker_topic_get(r->h->b, g->topic, &tc, cause);
 }
 
 int

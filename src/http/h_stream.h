@@ -8,6 +8,7 @@
 #define FM_HTTP_H_STREAM_H
 
 #include "http/http.h"
+#include "ws/ws.h"
 
 /* A live event stream, linked in its server so that fm_http_stop can end
  * it: MHD refuses to stop while a connection is suspended, and a caught
@@ -26,6 +27,12 @@ void fm_http_stream_del(struct fm_http *h, struct fm_stream *s);
  * text/event-stream response itself and returns FM_H_PARKED so that
  * server.c queues nothing more. */
 int fm_h_events(struct fm_req *r);
+/* The options of a consumer group's WebSocket (the route's {topic} and
+ * {group}, ?ack=auto|client, ?invisible=seconds, ?tags=), checked on the
+ * first handler call so that a mistake is an HTTP error answer. g's
+ * strings are borrowed from r. -FM_E_* with *cause (new). */
+int fm_stream_ws_group(struct fm_req *r, struct fm_ws_group *g, char **cause);
+
 /* GET /v1/topics/{topic}/ws without an upgrade (upgrades are handed to
  * the WebSocket service by server.c before any handler runs): 400. */
 int fm_h_ws(struct fm_req *r);

@@ -28,6 +28,10 @@
  *                           handler; it answers or parks (suspends)
  *   after a resume          the handler runs again with r->woken set
  *
+ * An upgrade request of a WebSocket route leaves this flow on its first
+ * call: it is handed to the WebSocket service (see "WebSocket handoff"
+ * below), and its final call, after the session ended, closes it.
+ *
  * Parking, race-free: a ticket {h, r, state} is shared between the
  * request and its broker watch. The connection is suspended *before*
  * the watch exists, so a wake that fires at once (even inside
@@ -99,6 +103,7 @@ static const struct fm_route routes[] = {
     {"GET", "/v1/topics/{topic}/queues/{queueId}/messages", fm_h_pull},
     {"GET", "/v1/topics/{topic}/ws", fm_h_ws},
     {"GET", "/v1/topics/{topic}/events", fm_h_events},
+    {"GET", "/v1/topics/{topic}/groups/{group}/ws", fm_h_ws},
     {"POST", "/v1/topics/{topic}/groups/{group}/receive", fm_h_group_receive},
     {"POST", "/v1/topics/{topic}/groups/{group}/ack", fm_h_group_ack},
     {"POST", "/v1/topics/{topic}/groups/{group}/nack", fm_h_group_nack},
@@ -556,14 +561,18 @@ ws_handoff(struct fm_req *r)
 	struct server *sv = (struct server *)r->h;
 	const union MHD_ConnectionInfo *ci;
 	const char *key = fm_req_header(r, "Sec-WebSocket-Key");
+	int group = fm_req_param(r, "group") != NULL;
 	struct fm_bcast *bc = NULL;
+	struct fm_ws_group g;
 	char *cause = NULL;
 	int err, fd = -1;
 
 	err = fm_ws_check_handshake(fm_req_header(r, MHD_HTTP_HEADER_UPGRADE),
 	    fm_req_header(r, MHD_HTTP_HEADER_CONNECTION),
 	    fm_req_header(r, "Sec-WebSocket-Version"), key, &cause);
-	if (err == 0)
+	if (err == 0 && group)
+		err = fm_stream_ws_group(r, &g, &cause);
+	else if (err == 0)
 		err = fm_bcast_open(r->h->b, fm_req_param(r, "topic"),
 		    fm_req_arg(r, "from"), &bc, &cause);
 	if (err < 0) {
@@ -585,7 +594,10 @@ ws_handoff(struct fm_req *r)
 		return;
 	}
 	MHD_suspend_connection(r->conn);
-	fm_ws_adopt(sv->ws, fd, key, bc, ws_done, r->conn);
+	if (group)
+		fm_ws_adopt_group(sv->ws, fd, key, &g, ws_done, r->conn);
+	else
+		fm_ws_adopt(sv->ws, fd, key, bc, ws_done, r->conn);
 }
 
 static enum MHD_Result

@@ -383,22 +383,42 @@ arm_fired(void *arg, enum fm_wake why)
 	arm_release(a);
 }
 
+static struct fm_bcast_arm *
+arm_new(struct fm_broker *b, uint32_t n, fm_bcast_wake_fn wake, void *arg)
+{
+	struct fm_bcast_arm *a = xcalloc(1, sizeof(*a));
+
+	pthread_mutex_init(&a->lock, NULL);
+	atomic_init(&a->refs, n + 1);
+	a->wake = wake;
+	a->arg = arg;
+	a->b = b;
+	a->n = n;
+	a->w = xcalloc(n, sizeof(*a->w));
+	return a;
+}
+
+static void
+arm_cancel(struct fm_bcast_arm *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->done = 1;
+	pthread_mutex_unlock(&a->lock);
+	for (uint32_t q = 0; q < a->n; q++)
+		if (fm_broker_unwatch(a->b, a->w[q]) == 1)
+			arm_release(a);
+	arm_release(a);
+}
+
 void
 fm_bcast_arm(
     struct fm_bcast *bc, int64_t idle_ms, fm_bcast_wake_fn wake, void *arg)
 {
-	struct fm_bcast_arm *a = xcalloc(1, sizeof(*a));
 	int64_t deadline = fm_mono_ms() + idle_ms;
+	struct fm_bcast_arm *a;
 
 	fm_bcast_disarm(bc);
-	pthread_mutex_init(&a->lock, NULL);
-	atomic_init(&a->refs, bc->nq + 1);
-	a->wake = wake;
-	a->arg = arg;
-	a->b = bc->b;
-	a->n = bc->nq;
-	a->w = xcalloc(bc->nq, sizeof(*a->w));
-	bc->arm = a;
+	bc->arm = a = arm_new(bc->b, bc->nq, wake, arg);
 	for (uint32_t q = 0; q < bc->nq; q++)
 		a->w[q] = fm_broker_watch(
 		    bc->b, bc->topic, q, bc->next[q], deadline, arm_fired, a);
@@ -412,11 +432,23 @@ fm_bcast_disarm(struct fm_bcast *bc)
 	if (a == NULL)
 		return;
 	bc->arm = NULL;
-	pthread_mutex_lock(&a->lock);
-	a->done = 1;
-	pthread_mutex_unlock(&a->lock);
-	for (uint32_t q = 0; q < a->n; q++)
-		if (fm_broker_unwatch(a->b, a->w[q]) == 1)
-			arm_release(a);
-	arm_release(a);
+	arm_cancel(a);
+}
+
+struct fm_bcast_arm *
+fm_bcast_watch(struct fm_broker *b, const char *topic, uint32_t queue_id,
+    uint64_t offset, int64_t idle_ms, fm_bcast_wake_fn wake, void *arg)
+{
+	struct fm_bcast_arm *a = arm_new(b, 1, wake, arg);
+
+	a->w[0] = fm_broker_watch(
+	    b, topic, queue_id, offset, fm_mono_ms() + idle_ms, arm_fired, a);
+	return a;
+}
+
+void
+fm_bcast_unwatch(struct fm_bcast_arm *a)
+{
+	if (a != NULL)
+		arm_cancel(a);
 }

@@ -72,4 +72,13 @@ void fm_bcast_arm(
 /* Invariant 4. Safe when not armed. */
 void fm_bcast_disarm(struct fm_bcast *bc);
 
+/* The same for one plain fm_broker_watch (used by readers other than the
+ * broadcast one, such as a consumer group's stream): wake(arg, why) once;
+ * after fm_bcast_unwatch (which frees the handle) it is neither running
+ * nor ever called. The handle is new. */
+struct fm_bcast_arm *fm_bcast_watch(struct fm_broker *b, const char *topic,
+    uint32_t queue_id, uint64_t offset, int64_t idle_ms, fm_bcast_wake_fn wake,
+    void *arg);
+void fm_bcast_unwatch(struct fm_bcast_arm *a);
+
 #endif

@@ -65,6 +65,8 @@
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "http/codec.h"
+#include "http/codec_groups.h"
+#include "http/codec_ws.h"
 #include "ws/ws.h"
 
 #define PROTOCOL_NAME "ferrymq-ws"
@@ -76,13 +78,27 @@
 #define CLOSE_GRACE_S 10 /* time for a close frame to leave */
 #define ARM_IDLE_MS (3600 * 1000) /* watch deadline; re-armed after it */
 #define FRAME_HDR_MAX 10 /* server frames are never masked */
+#define ACK_BATCH 64 /* auto acks settled in one commit */
+
+/* A consumer group's stream (absent for the broadcast stream). */
+struct grp {
+	char *topic; /* owned, like the strings below */
+	char *group;
+	char *tags; /* NULL: every message */
+	int client; /* the client acks */
+	int64_t invisible_ms;
+	struct fm_bcast_arm *arm; /* owned: the watch while caught up */
+	char (*acks)[FM_RECEIPT_LEN + 1]; /* auto: written, not yet acked */
+	size_t nacks;
+};
 
 /* An adoption waiting for the service thread. */
 struct pending {
 	struct pending *next;
 	int fd; /* owned */
 	char accept[32]; /* Sec-WebSocket-Accept value */
-	struct fm_bcast *bc; /* owned */
+	struct fm_bcast *bc; /* owned; NULL for a group's stream */
+	struct grp *grp; /* owned; NULL for the broadcast stream */
 	fm_ws_done_fn done;
 	void *arg;
 };
@@ -92,13 +108,15 @@ struct frame {
 	struct frame *next;
 	size_t start; /* offset of the first byte in data (>= LWS_PRE) */
 	size_t len; /* bytes from start */
+	char receipt[FM_RECEIPT_LEN + 1]; /* auto ack once written, or "" */
 	unsigned char data[]; /* LWS_PRE headroom, header, payload */
 };
 
 struct sess {
 	struct fm_ws *ws; /* borrowed */
 	struct lws *wsi; /* borrowed from lws, NULL until adopted */
-	struct fm_bcast *bc; /* owned */
+	struct fm_bcast *bc; /* owned; NULL for a group's stream */
+	struct grp *grp; /* owned; NULL for the broadcast stream */
 	fm_ws_done_fn done;
 	void *done_arg;
 	struct sess *prev, *next; /* in ws->sessions */
@@ -174,6 +192,7 @@ frame_new(int op, const void *p, size_t n)
 			hdr[h++] = (unsigned char)((uint64_t)n >> (8 * i));
 	}
 	f->next = NULL;
+	f->receipt[0] = '\0';
 	f->start = LWS_PRE + FRAME_HDR_MAX - h;
 	f->len = h + n;
 	memcpy(f->data + f->start, hdr, h);
@@ -189,6 +208,7 @@ raw_new(const char *s)
 	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + n);
 
 	f->next = NULL;
+	f->receipt[0] = '\0';
 	f->start = LWS_PRE;
 	f->len = n;
 	memcpy(f->data + LWS_PRE, s, n);
@@ -221,6 +241,18 @@ drop_queue(struct sess *s)
 	s->queued = 0;
 }
 
+static void
+disarm(struct sess *s)
+{
+	if (s->bc != NULL)
+		fm_bcast_disarm(s->bc);
+	if (s->grp != NULL) {
+		fm_bcast_unwatch(s->grp->arm);
+		s->grp->arm = NULL;
+	}
+	s->armed = 0;
+}
+
 /* Queue a close frame after dropping what was not yet handed to lws; the
  * socket closes once it is written, or after CLOSE_GRACE_S. */
 static void
@@ -237,8 +269,7 @@ fail(struct sess *s, unsigned code, const char *reason)
 	p[1] = (unsigned char)code;
 	memcpy(p + 2, reason, n);
 	drop_queue(s);
-	fm_bcast_disarm(s->bc);
-	s->armed = 0;
+	disarm(s);
 	s->closing = 1;
 	enqueue(s, frame_new(OP_CLOSE, p, n + 2));
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_S);
@@ -270,6 +301,173 @@ emit_frame(void *arg, const char *json, size_t len, const char *cursor)
 	enqueue(arg, frame_new(OP_TEXT, json, len));
 }
 
+/* ---- a consumer group's stream ---- */
+
+static void
+grp_free(struct grp *g)
+{
+	if (g == NULL)
+		return;
+	fm_bcast_unwatch(g->arm);
+	free(g->acks);
+	free(g->topic);
+	free(g->group);
+	free(g->tags);
+	free(g);
+}
+
+/* Settle the auto acks of frames written (one durable commit). A stale
+ * handle (the message was handed out again meanwhile) is not an error
+ * the client could act on. */
+static void
+flush_acks(struct sess *s)
+{
+	struct grp *g = s->grp;
+	const char **h;
+	int *errs;
+	char **causes, *cause = NULL;
+
+	if (g == NULL || g->nacks == 0)
+		return;
+	h = xcalloc(g->nacks, sizeof(*h));
+	errs = xcalloc(g->nacks, sizeof(*errs));
+	causes = xcalloc(g->nacks, sizeof(*causes));
+	for (size_t i = 0; i < g->nacks; i++)
+		h[i] = g->acks[i];
+	if (fm_broker_group_settle(s->ws->b, g->topic, g->group, 0, 0, h,
+	        g->nacks, errs, causes, &cause) < 0)
+		fm_warn("ws: auto ack of %zu messages of group '%s': %s",
+		    g->nacks, g->group, cause != NULL ? cause : "failed");
+	for (size_t i = 0; i < g->nacks; i++)
+		free(causes[i]);
+	free(cause);
+	free(causes);
+	free(errs);
+	free(h);
+	g->nacks = 0;
+}
+
+static void
+queue_received(struct sess *s, const struct fm_recv_result *res)
+{
+	struct fm_buf out = FM_BUF_INIT;
+	struct fm_json j;
+
+	for (size_t i = 0; i < res->msgs.n; i++) {
+		struct frame *f;
+
+		fm_buf_reset(&out);
+		fm_json_init(&j, &out);
+		if (s->grp->client)
+			fm_codec_message_receipt(
+			    &j, NULL, &res->msgs.items[i], res->receipts[i]);
+		else
+			fm_codec_message(&j, NULL, &res->msgs.items[i]);
+		f = frame_new(OP_TEXT, out.data, out.len);
+		if (!s->grp->client)
+			memcpy(
+			    f->receipt, res->receipts[i], sizeof(f->receipt));
+		enqueue(s, f);
+	}
+	fm_buf_free(&out);
+}
+
+/* Receive for the group up to the budget; watch when nothing is left. */
+static void
+refill_group(struct sess *s)
+{
+	struct grp *g = s->grp;
+	struct fm_recv_opts o;
+	char *cause = NULL;
+	int err;
+
+	fm_bcast_unwatch(g->arm);
+	g->arm = NULL;
+	memset(&o, 0, sizeof(o));
+	o.max = FM_BCAST_BATCH;
+	o.invisible_ms = g->invisible_ms;
+	o.tags = g->tags;
+	while (!s->closing && !s->armed && s->queued < FM_WS_SEND_BUDGET) {
+		struct fm_recv_result res = FM_RECV_RESULT_INIT;
+
+		err = fm_broker_group_receive(
+		    s->ws->b, g->topic, g->group, &o, &res, &cause);
+		if (err < 0) {
+			fail(s,
+			    err == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+			    cause != NULL ? cause : fm_err_msg(err));
+			free(cause);
+			return;
+		}
+		if (res.msgs.n == 0) {
+			s->armed = 1;
+			g->arm = fm_bcast_watch(s->ws->b, res.watch_topic, 0,
+			    res.watch_offset, ARM_IDLE_MS, on_wake, s);
+		}
+		queue_received(s, &res);
+		fm_recv_result_free(&res);
+	}
+	if (s->head != NULL)
+		lws_callback_on_writable(s->wsi);
+}
+
+/* One {"error": {...}} frame, with the receipt handle it is about. */
+static void
+queue_error(struct sess *s, int err, const char *cause, const char *handle)
+{
+	struct fm_buf out = FM_BUF_INIT;
+
+	fm_codec_error(
+	    &out, fm_err_name(err), cause != NULL ? cause : fm_err_msg(err));
+	if (handle != NULL) {
+		out.len--; /* the handle goes inside the object */
+		fm_buf_adds(&out, ",\"receiptHandle\":");
+		fm_codec_escape(&out, handle, strlen(handle));
+		fm_buf_addc(&out, '}');
+	}
+	enqueue(s, frame_new(OP_TEXT, out.data, out.len));
+	fm_buf_free(&out);
+}
+
+/* An ack or nack frame from a client that acks: each failure is
+ * answered with {"error": {...}, "receiptHandle"}. */
+static void
+on_settle(struct sess *s)
+{
+	struct fm_settle_body sb;
+	char **causes, *cause = NULL;
+	int *errs, nack = 0, err;
+	int64_t delay_ms;
+
+	err = fm_codec_parse_ws_settle(s->msg.data, s->msg.len,
+	    s->ws->cfg->timer_max_delay_sec, &nack, &sb, &cause);
+	if (err < 0) {
+		queue_error(s, err, cause, NULL);
+		free(cause);
+		goto out;
+	}
+	errs = xcalloc(sb.n, sizeof(*errs));
+	causes = xcalloc(sb.n, sizeof(*causes));
+	delay_ms = sb.delay_s < 0 ? -1 : (int64_t)(sb.delay_s * 1000 + 0.5);
+	err = fm_broker_group_settle(s->ws->b, s->grp->topic, s->grp->group,
+	    nack, delay_ms, (const char *const *)sb.handles, sb.n, errs, causes,
+	    &cause);
+	if (err < 0)
+		queue_error(s, err, cause, NULL);
+	for (size_t i = 0; i < sb.n; i++) {
+		if (err == 0 && errs[i] != 0)
+			queue_error(s, errs[i], causes[i], sb.handles[i]);
+		free(causes[i]);
+	}
+	free(cause);
+	free(causes);
+	free(errs);
+	fm_codec_settle_free(&sb);
+out:
+	if (s->head != NULL)
+		lws_callback_on_writable(s->wsi);
+}
+
 /* Fill the queue up to the budget; arm the watches when caught up. */
 static void
 refill(struct sess *s)
@@ -279,6 +477,10 @@ refill(struct sess *s)
 
 	if (s->closing || s->armed || s->queued >= FM_WS_SEND_BUDGET)
 		return;
+	if (s->grp != NULL) {
+		refill_group(s);
+		return;
+	}
 	n = fm_bcast_read(
 	    s->bc, FM_WS_SEND_BUDGET - s->queued, emit_frame, s, &cause);
 	if (n < 0) {
@@ -311,7 +513,16 @@ write_next(struct sess *s)
 	if (s->head == NULL)
 		s->tail = NULL;
 	s->queued -= f->len;
+	if (f->receipt[0] != '\0') {
+		if (s->grp->acks == NULL)
+			s->grp->acks =
+			    xcalloc(ACK_BATCH, sizeof(*s->grp->acks));
+		memcpy(s->grp->acks[s->grp->nacks++], f->receipt,
+		    sizeof(f->receipt));
+	}
 	free(f);
+	if (s->grp != NULL && (s->grp->nacks == ACK_BATCH || s->head == NULL))
+		flush_acks(s);
 	s->progress_ms = fm_mono_ms();
 	refill(s);
 	if (s->head != NULL || s->closing)
@@ -359,14 +570,16 @@ on_close_frame(struct sess *s, const unsigned char *p, size_t n)
 		fail(s, code, "");
 }
 
-/* A whole message from the client. The broadcast stream expects none;
- * it is checked (text must be UTF-8) and otherwise ignored. */
+/* A whole message from the client: text must be UTF-8; on a group's
+ * stream with client acks it is an ack or nack, else it is ignored. */
 static void
 on_message(struct sess *s)
 {
 	if (s->msg_op == OP_TEXT &&
 	    !fm_codec_utf8_valid(s->msg.data, s->msg.len))
 		fail(s, 1007, "text message is not valid UTF-8");
+	else if (s->msg_op == OP_TEXT && s->grp != NULL && s->grp->client)
+		on_settle(s);
 	s->msg_op = 0;
 	fm_buf_free(&s->msg);
 }
@@ -504,6 +717,8 @@ sess_free(struct sess *s)
 	struct fm_ws *ws = s->ws;
 
 	fm_bcast_free(s->bc);
+	flush_acks(s);
+	grp_free(s->grp);
 	pthread_mutex_lock(&ws->lock);
 	if (s->wake_pending) {
 		struct sess **pp = &ws->woken;
@@ -551,6 +766,7 @@ adopt_one(struct fm_ws *ws, struct pending *p)
 
 	s->ws = ws;
 	s->bc = p->bc;
+	s->grp = p->grp;
 	s->done = p->done;
 	s->done_arg = p->arg;
 	snprintf(answer, sizeof(answer),
@@ -730,6 +946,7 @@ fm_ws_stop(struct fm_ws *ws)
 
 		close(p->fd);
 		fm_bcast_free(p->bc);
+		grp_free(p->grp);
 		p->done(p->arg);
 		free(p);
 		p = next;
@@ -792,11 +1009,9 @@ fm_ws_check_handshake(const char *upgrade, const char *connection,
 	return 0;
 }
 
-void
-fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
-    fm_ws_done_fn done, void *arg)
+static void
+adopt(struct fm_ws *ws, int fd, const char *key, struct pending *p)
 {
-	struct pending *p = xcalloc(1, sizeof(*p));
 	unsigned char sha[20];
 	char concat[128];
 	int sndbuf = SNDBUF_BYTES;
@@ -809,9 +1024,6 @@ fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
 		fm_debug("ws: SO_SNDBUF: %s", strerror(errno));
 	p->fd = fd;
-	p->bc = bc;
-	p->done = done;
-	p->arg = arg;
 	pthread_mutex_lock(&ws->lock);
 	if (!ws->refusing) {
 		p->next = ws->adopt;
@@ -822,8 +1034,39 @@ fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
 	pthread_mutex_unlock(&ws->lock);
 	if (p != NULL) {
 		close(fd);
-		fm_bcast_free(bc);
-		done(arg);
+		fm_bcast_free(p->bc);
+		grp_free(p->grp);
+		p->done(p->arg);
 		free(p);
 	}
+}
+
+void
+fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
+    fm_ws_done_fn done, void *arg)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+
+	p->bc = bc;
+	p->done = done;
+	p->arg = arg;
+	adopt(ws, fd, key, p);
+}
+
+void
+fm_ws_adopt_group(struct fm_ws *ws, int fd, const char *key,
+    const struct fm_ws_group *g, fm_ws_done_fn done, void *arg)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+	struct grp *gr = xcalloc(1, sizeof(*gr));
+
+	gr->topic = xstrdup(g->topic);
+	gr->group = xstrdup(g->group);
+	gr->tags = g->tags != NULL ? xstrdup(g->tags) : NULL;
+	gr->client = g->client_ack;
+	gr->invisible_ms = g->invisible_ms;
+	p->grp = gr;
+	p->done = done;
+	p->arg = arg;
+	adopt(ws, fd, key, p);
 }

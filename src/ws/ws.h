@@ -47,10 +47,27 @@ int fm_ws_check_handshake(const char *upgrade, const char *connection,
  * socket was closed; on the service thread or in fm_ws_stop. */
 typedef void (*fm_ws_done_fn)(void *arg);
 
+/* A consumer group's stream (/v1/topics/{topic}/groups/{group}/ws). */
+struct fm_ws_group {
+	const char *topic; /* borrowed for the call, like every member */
+	const char *group;
+	const char *tags; /* NULL for every message */
+	int client_ack; /* 1: the client acks; 0: acked once written */
+	int64_t invisible_ms;
+};
+
 /* Take fd (ownership: a socket whose upgrade request was read, headers
  * checked by fm_ws_check_handshake) and bc (ownership), answer the
  * handshake for key and stream bc to it. */
 void fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
     fm_ws_done_fn done, void *arg);
+/* The same for a consumer group's stream: each frame is a message the
+ * group handed out (fm_broker_group_receive), with "receiptHandle" when
+ * the client acks: it sends {"ack": handle(s)} or {"nack": handle(s),
+ * "delay": s}; failures come back as {"error", "receiptHandle"} frames.
+ * With client_ack 0 the messages are acked once written to the socket
+ * (at most once for what a vanishing client had not read yet). */
+void fm_ws_adopt_group(struct fm_ws *ws, int fd, const char *key,
+    const struct fm_ws_group *g, fm_ws_done_fn done, void *arg);
 
 #endif
