@@ -1,0 +1,375 @@
+/*
+ * test_bcast.c - the broadcast reader (ws/bcast.c) against a real broker
+ * in a temp dir: cursors resume exactly (nothing twice, nothing lost),
+ * malformed cursors are refused, a cursor older than what retention kept
+ * yields a gap event before the messages, and armings wake once (data or
+ * idle) and never after a disarm.
+ */
+#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "base/xmalloc.h"
+#include "broker/broker.h"
+#include "broker/internal.h" /* b->st, for retention */
+#include "ws/bcast.h"
+
+#define MAX_EVENTS 512
+
+struct fx {
+	char dir[256];
+	struct fm_config cfg;
+	struct fm_broker *b;
+};
+
+/* Events collected by emit(): JSON text and cursor of each. */
+struct events {
+	char *json[MAX_EVENTS];
+	char *cursor[MAX_EVENTS];
+	size_t n;
+};
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+	const char *tmp = getenv("TMPDIR");
+	char *cause = NULL;
+
+	snprintf(f->dir, sizeof(f->dir), "%s/fmbcastXXXXXX",
+	    tmp && *tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(f->dir));
+	fm_config_defaults(&f->cfg);
+	free(f->cfg.store_path_root_dir);
+	f->cfg.store_path_root_dir = xstrdup(f->dir);
+	f->cfg.mapped_file_size_commit_log = 64u << 10;
+	f->cfg.max_message_size = 4096;
+	f->cfg.listen_port = 18081;
+	if (fm_broker_open(&f->cfg, &f->b, &cause) < 0)
+		fail_msg("fm_broker_open: %s", cause ? cause : "?");
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	fm_broker_close(f->b);
+	fm_config_free(&f->cfg);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void
+emit(void *arg, const char *json, size_t len, const char *cursor)
+{
+	struct events *e = arg;
+
+	assert_true(e->n < MAX_EVENTS);
+	e->json[e->n] = xstrndup(json, len);
+	e->cursor[e->n++] = xstrdup(cursor);
+}
+
+static void
+events_free(struct events *e)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		free(e->json[i]);
+		free(e->cursor[i]);
+	}
+	e->n = 0;
+}
+
+/* The msgId of an event, or "" for a gap. */
+static void
+msg_id(const char *json, char out[FM_MSGID_LEN + 1])
+{
+	const char *p = strstr(json, "\"msgId\":\"");
+
+	out[0] = '\0';
+	if (p != NULL)
+		snprintf(out, FM_MSGID_LEN + 1, "%s", p + 9);
+}
+
+/* ---- waking ---- */
+
+struct wake {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int count;
+	enum fm_bcast_why why;
+};
+
+static void
+on_wake(void *arg, enum fm_bcast_why why)
+{
+	struct wake *w = arg;
+
+	pthread_mutex_lock(&w->m);
+	w->count++;
+	w->why = why;
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+static void
+on_broker_wake(void *arg, enum fm_wake why)
+{
+	on_wake(arg, why == FM_WAKE_DATA ? FM_BCAST_DATA : FM_BCAST_IDLE);
+}
+
+/* Waits up to ms for a wake; returns how many came. */
+static int
+wake_wait(struct wake *w, int ms)
+{
+	struct timespec ts;
+	int n;
+
+	fm_deadline_ts(&ts, ms);
+	pthread_mutex_lock(&w->m);
+	while (w->count == 0)
+		if (pthread_cond_timedwait(&w->c, &w->m, &ts) != 0)
+			break;
+	n = w->count;
+	pthread_mutex_unlock(&w->m);
+	return n;
+}
+
+static void
+wake_init(struct wake *w)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->m, NULL);
+	fm_cond_init_monotonic(&w->c);
+}
+
+static void
+wake_destroy(struct wake *w)
+{
+	pthread_cond_destroy(&w->c);
+	pthread_mutex_destroy(&w->m);
+}
+
+/* ---- helpers ---- */
+
+static void
+put_topic(struct fm_broker *b, const char *name, uint32_t queues)
+{
+	int created;
+
+	assert_int_equal(fm_broker_topic_put(b, name, queues,
+	                     FM_PERM_READ | FM_PERM_WRITE, &created, NULL),
+	    0);
+}
+
+/* Publish n bodies of len bytes round robin; wait until all readable. */
+static void
+publish_n(struct fm_broker *b, const char *topic, int n, size_t len)
+{
+	struct fm_pub_msg m = {0};
+	struct fm_pub_result r;
+	char *body = xcalloc(1, len + 1);
+	struct wake w;
+
+	memset(body, 'x', len);
+	m.body = body;
+	m.body_len = len;
+	for (int i = 0; i < n; i++)
+		assert_int_equal(
+		    fm_broker_publish(b, topic, &m, 1, &r, NULL), 0);
+	free(body);
+	/* readable: the last queue written has its message */
+	wake_init(&w);
+	fm_broker_watch(b, topic, r.queue_id, r.queue_offset,
+	    fm_mono_ms() + 5000, on_broker_wake, &w);
+	assert_true(wake_wait(&w, 6000) > 0);
+	wake_destroy(&w);
+}
+
+static void
+read_all(struct fm_bcast *bc, struct events *e)
+{
+	int n;
+
+	while ((n = fm_bcast_read(bc, 1000, emit, e, NULL)) > 0)
+		;
+	assert_int_equal(n, 0);
+}
+
+/* ---- tests ---- */
+
+static void
+resume_exactly(void **state)
+{
+	struct fx *f = *state;
+	struct events all = {0}, rest = {0};
+	struct fm_bcast *bc;
+	char a[FM_MSGID_LEN + 1], b[FM_MSGID_LEN + 1];
+
+	put_topic(f->b, "rr", 3);
+	publish_n(f->b, "rr", 60, 10);
+	assert_int_equal(fm_bcast_open(f->b, "rr", "earliest", &bc, NULL), 0);
+	read_all(bc, &all);
+	fm_bcast_free(bc);
+	assert_int_equal(all.n, 60);
+	for (size_t k = 0; k < all.n; k += 7) {
+		assert_int_equal(
+		    fm_bcast_open(f->b, "rr", all.cursor[k], &bc, NULL), 0);
+		read_all(bc, &rest);
+		fm_bcast_free(bc);
+		assert_int_equal(rest.n, all.n - k - 1);
+		for (size_t i = 0; i < rest.n; i++) {
+			msg_id(rest.json[i], a);
+			msg_id(all.json[k + 1 + i], b);
+			assert_string_equal(a, b);
+			assert_string_equal(
+			    rest.cursor[i], all.cursor[k + 1 + i]);
+		}
+		events_free(&rest);
+	}
+	/* latest: nothing yet */
+	assert_int_equal(fm_bcast_open(f->b, "rr", "latest", &bc, NULL), 0);
+	assert_int_equal(fm_bcast_read(bc, 1000, emit, &rest, NULL), 0);
+	fm_bcast_free(bc);
+	assert_int_equal(fm_bcast_open(f->b, "rr", NULL, &bc, NULL), 0);
+	assert_int_equal(fm_bcast_read(bc, 1000, emit, &rest, NULL), 0);
+	fm_bcast_free(bc);
+	events_free(&all);
+}
+
+static void
+bad_cursors(void **state)
+{
+	struct fx *f = *state;
+	/* version 2; a cut varint; 4 queues for a 3-queue topic; ahead */
+	const char *bad[] = {"!!", "A", "Ag", "AYA", "AQAAAAA", "AWQ"};
+	struct fm_bcast *bc = NULL;
+	char *cause = NULL;
+
+	put_topic(f->b, "bc", 3);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(fm_bcast_open(f->b, "bc", bad[i], &bc, &cause),
+		    -FM_E_INVALID);
+		assert_null(bc);
+		assert_non_null(cause);
+		free(cause);
+		cause = NULL;
+	}
+	assert_int_equal(fm_bcast_open(f->b, "nope", "earliest", &bc, &cause),
+	    -FM_E_NOT_FOUND);
+	free(cause);
+	/* a version byte alone names no queue: every queue from 0 */
+	assert_int_equal(fm_bcast_open(f->b, "bc", "AQ", &bc, NULL), 0);
+	fm_bcast_free(bc);
+}
+
+static void
+gap_after_retention(void **state)
+{
+	struct fx *f = *state;
+	struct events e = {0};
+	struct fm_bcast *bc;
+	uint64_t min, max;
+	char want[128];
+
+	put_topic(f->b, "ret", 1);
+	assert_int_equal(fm_bcast_open(f->b, "ret", "earliest", &bc, NULL), 0);
+	publish_n(f->b, "ret", 100, 2000);
+	fm_store_housekeep(f->b->st, fm_now_ms() + 100ll * 3600 * 1000);
+	fm_broker_queue_range(f->b, "ret", 0, &min, &max);
+	assert_true(min > 0 && min < 100);
+	read_all(bc, &e);
+	fm_bcast_free(bc);
+	assert_int_equal(e.n, 1 + (max - min));
+	snprintf(want, sizeof(want),
+	    "{\"gap\":{\"topic\":\"ret\",\"queueId\":0,\"fromOffset\":0,"
+	    "\"toOffset\":%llu,\"lost\":%llu},",
+	    (unsigned long long)min, (unsigned long long)min);
+	assert_true(strncmp(e.json[0], want, strlen(want)) == 0);
+	assert_non_null(strstr(e.json[1], "\"queueOffset\":"));
+	/* the gap's cursor resumes at the oldest retained message */
+	assert_int_equal(fm_bcast_open(f->b, "ret", e.cursor[0], &bc, NULL), 0);
+	events_free(&e);
+	read_all(bc, &e);
+	fm_bcast_free(bc);
+	assert_int_equal(e.n, max - min);
+	events_free(&e);
+}
+
+static void
+arm_and_disarm(void **state)
+{
+	struct fx *f = *state;
+	struct events e = {0};
+	struct fm_bcast *bc;
+	struct wake w;
+
+	put_topic(f->b, "arm", 2);
+	assert_int_equal(fm_bcast_open(f->b, "arm", "latest", &bc, NULL), 0);
+	wake_init(&w);
+	/* disarmed before any data: never called */
+	fm_bcast_arm(bc, 60000, on_wake, &w);
+	fm_bcast_disarm(bc);
+	fm_bcast_disarm(bc);
+	publish_n(f->b, "arm", 1, 5);
+	usleep(100 * 1000);
+	assert_int_equal(w.count, 0);
+	/* data already there: called at once, once */
+	fm_bcast_arm(bc, 60000, on_wake, &w);
+	assert_int_equal(wake_wait(&w, 5000), 1);
+	assert_int_equal(w.why, FM_BCAST_DATA);
+	read_all(bc, &e);
+	assert_int_equal(e.n, 1);
+	/* caught up: an idle wake after the deadline */
+	w.count = 0;
+	fm_bcast_arm(bc, 50, on_wake, &w);
+	assert_int_equal(wake_wait(&w, 5000), 1);
+	assert_int_equal(w.why, FM_BCAST_IDLE);
+	/* a new message on either queue wakes a caught-up reader */
+	w.count = 0;
+	fm_bcast_arm(bc, 60000, on_wake, &w);
+	publish_n(f->b, "arm", 1, 5);
+	assert_int_equal(wake_wait(&w, 5000), 1);
+	assert_int_equal(w.why, FM_BCAST_DATA);
+	fm_bcast_free(bc);
+	assert_int_equal(w.count, 1);
+	wake_destroy(&w);
+	events_free(&e);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(resume_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(bad_cursors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        gap_after_retention, setup, teardown),
+	    cmocka_unit_test_setup_teardown(arm_and_disarm, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
