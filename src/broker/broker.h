@@ -207,7 +207,7 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
  * that "%DLQ%{group}" is a topic name).
  */
 
-#define FM_RECEIPT_LEN 64 /* hex characters of a receipt handle */
+#define FM_RECEIPT_LEN 43 /* base64url characters of a receipt handle */
 #define FM_WATCH_TOPIC_LEN (2 * FM_REC_MAX_TOPIC + 1)
 
 struct fm_recv_opts {

@@ -337,7 +337,9 @@ group_get(struct fm_groups *gs, const char *topic, const char *name,
 /* ---- receipt handles ---- */
 
 /*
- * A receipt handle is the lower-case hex of these 32 bytes:
+ * A receipt handle is the unpadded base64url (RFC 4648 section 5: 43
+ * characters, safe in URLs and JSON without escaping, and short enough
+ * that an ack of 1024 handles fits a 64 KiB body) of these 32 bytes:
  *
  *  offset size field
  *  ------ ---- ------------------------------------------------------
@@ -367,52 +369,60 @@ name_crc(const char *s)
 	return fm_crc32c(0, s, strlen(s));
 }
 
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 static void
 receipt_encode(const struct group *g, uint32_t qi, const struct gent *e,
     char out[FM_RECEIPT_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char raw[RECEIPT_BYTES] = {RECEIPT_VERSION};
+	size_t o = 0;
 
 	fm_le_put32(raw + 4, name_crc(g->topic));
 	fm_le_put32(raw + 8, name_crc(g->name));
 	fm_le_put32(raw + 12, qi);
 	fm_le_put64(raw + 16, e->off);
 	fm_le_put64(raw + 24, e->nonce);
-	for (size_t i = 0; i < RECEIPT_BYTES; i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 15];
+	/* 6 bits at a time, the last group of 2 bits padded with zeros */
+	for (size_t bit = 0; bit < RECEIPT_BYTES * 8; bit += 6) {
+		unsigned v = (unsigned)raw[bit / 8] << 8;
+
+		if (bit / 8 + 1 < RECEIPT_BYTES)
+			v |= raw[bit / 8 + 1];
+		out[o++] = b64url[(v >> (10 - bit % 8)) & 63];
 	}
-	out[FM_RECEIPT_LEN] = '\0';
+	out[o] = '\0';
 }
 
 static int
-hex_val(char c)
+b64url_val(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	const char *p = c != '\0' ? strchr(b64url, c) : NULL;
+
+	return p != NULL ? (int)(p - b64url) : -1;
 }
 
 static int
 receipt_decode(const char *s, struct receipt *r)
 {
-	unsigned char raw[RECEIPT_BYTES];
+	unsigned char raw[RECEIPT_BYTES + 1] = {0};
 
 	if (s == NULL || strlen(s) != FM_RECEIPT_LEN)
 		return -FM_E_INVALID;
-	for (size_t i = 0; i < RECEIPT_BYTES; i++) {
-		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+	for (size_t i = 0, bit = 0; i < FM_RECEIPT_LEN; i++, bit += 6) {
+		int v = b64url_val(s[i]);
+		unsigned w;
 
-		if (hi < 0 || lo < 0)
+		if (v < 0)
 			return -FM_E_INVALID;
-		raw[i] = (unsigned char)(hi << 4 | lo);
+		w = (unsigned)v << (10 - bit % 8);
+		raw[bit / 8] |= (unsigned char)(w >> 8);
+		raw[bit / 8 + 1] |= (unsigned char)w;
 	}
-	if (raw[0] != RECEIPT_VERSION || raw[1] || raw[2] || raw[3])
+	/* the padding bits and the reserved bytes are zero */
+	if (raw[RECEIPT_BYTES] != 0 || raw[0] != RECEIPT_VERSION || raw[1] ||
+	    raw[2] || raw[3])
 		return -FM_E_INVALID;
 	r->topic_crc = fm_le_get32(raw + 4);
 	r->group_crc = fm_le_get32(raw + 8);
@@ -778,7 +788,7 @@ settle_one(struct settle *s, const char *handle, char **cause)
 
 	if (receipt_decode(handle, &r) < 0)
 		return fm_broker_fail(cause, -FM_E_INVALID,
-		    "not a receipt handle (%d hexadecimal characters)",
+		    "not a receipt handle (%d base64url characters)",
 		    FM_RECEIPT_LEN);
 	if (r.topic_crc != s->topic_crc || r.group_crc != s->group_crc)
 		return fm_broker_fail(cause, -FM_E_INVALID,

@@ -492,9 +492,76 @@ def test_fifo_wakes_on_ack(t):
          "(%.3f s)" % (out.get("end", 99) - acked))
 
 
+def test_kill_during_acks(t):
+    """kill -9 while a consumer receives and acks as fast as it can: no
+    message is lost, and none whose ack was answered comes back."""
+    node.req("PUT", path("v1", "topics", "kd"), b'{"queues": 4}')
+    total = 2000
+    lines = b"".join(b'{"body": "m%d"}\n' % i for i in range(total))
+    r = node.req("POST", path("v1", "topics", "kd", "messages"), lines,
+                 {"Content-Type": "application/x-ndjson"})
+    t.eq(r.status, 201, "2000 messages published in one batch")
+    confirmed = set()
+    unanswered = set()  # acked when the kill came: may or may not be done
+    stop = threading.Event()
+    going = threading.Event()
+
+    def consumer():
+        c = fmtest.Client(node.port, timeout=5)
+        try:
+            while not stop.is_set():
+                msgs = receive("kd", "g", client=c, max=16, invisible=1)
+                unanswered.update(m["body"] for m in msgs)
+                r = settle("kd", "g", [m["receiptHandle"] for m in msgs],
+                           client=c) if msgs else None
+                unanswered.clear()
+                if r is not None and r.status == 200:
+                    confirmed.update(m["body"] for m, x in
+                                     zip(msgs, r.json["results"])
+                                     if x["ok"])
+                if len(confirmed) >= 64:
+                    going.set()
+        except Exception:
+            pass  # the daemon was killed under it
+        c.close()
+
+    th = threading.Thread(target=consumer)
+    th.start()
+    going.wait(10)
+    node.kill9()
+    stop.set()
+    th.join(10)
+    node.start()
+    everything = {"m%d" % i for i in range(total)}
+    needed = everything - confirmed - unanswered
+    after = []
+    end = time.monotonic() + 10
+    done_at = None  # when every needed message was seen
+    while time.monotonic() < end:
+        msgs = receive("kd", "g", max=1024)
+        ack_all("kd", "g", msgs)
+        after += [m["body"] for m in msgs]
+        seen = set(after)
+        if done_at is None and needed <= seen:
+            done_at = time.monotonic()
+        # the unanswered ones come back after their 1 s, or were acked
+        if done_at is not None and (unanswered <= seen or
+                                    time.monotonic() - done_at > 1.5):
+            break
+        time.sleep(0.05)
+    t.ok(0 < len(confirmed) < total, "the kill came in the middle (%d acks "
+         "answered)" % len(confirmed))
+    t.eq(sorted(everything - confirmed - unanswered - set(after)), [],
+         "no message is lost across the kill -9")
+    t.eq(sorted(confirmed & set(after)), [],
+         "no message whose ack was answered comes back")
+    t.eq(len(after), len(set(after)), "each comes back once")
+
+
 if __name__ == "__main__":
     fmtest.main([test_competing_receivers, test_invisibility_expiry,
                  test_nack_delay, test_dlq, test_bad_handles, test_tags,
                  test_reset, test_long_poll, test_group_list,
-                 test_fifo, test_fifo_wakes_on_ack, test_restart_in_flight],
+                 test_fifo, test_fifo_wakes_on_ack, test_restart_in_flight,
+                 test_kill_during_acks],
                 timeout=80, start=[node])

@@ -243,6 +243,29 @@ test_each_once_and_ack(void **state)
 	fm_recv_result_free(&c);
 }
 
+/* Any changed character is refused, and the live handle still works:
+ * no tampered handle can ack a message. */
+static void
+test_tampered_handles(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	char bad[FM_RECEIPT_LEN + 1];
+
+	publish(f, "t", "x", NULL);
+	recv_n(f, "t", "g", 1, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 1);
+	for (size_t i = 0; i < FM_RECEIPT_LEN; i++) {
+		memcpy(bad, r.receipts[0], sizeof(bad));
+		bad[i] = bad[i] == 'A' ? 'B' : 'A';
+		assert_int_not_equal(settle1(f, "t", "g", 0, -1, bad), 0);
+	}
+	bad[FM_RECEIPT_LEN - 1] = '=';
+	assert_int_equal(settle1(f, "t", "g", 0, -1, bad), -FM_E_INVALID);
+	assert_int_equal(settle1(f, "t", "g", 0, -1, r.receipts[0]), 0);
+	fm_recv_result_free(&r);
+}
+
 static void
 test_expiry_redelivers(void **state)
 {
@@ -538,6 +561,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 	        test_each_once_and_ack, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_tampered_handles, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_expiry_redelivers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_nack_to_dlq, setup, teardown),
