@@ -26,6 +26,11 @@
  *      to hand out (append, visibility reached, a queue's oldest message
  *      done, which unblocks a FIFO receive, reset), and the move is
  *      announced to the waiters on the group's watch topic.
+ *   5. A FIFO receive takes from a queue only its oldest entry (when
+ *      visible again) or, when the queue has none in flight, one new
+ *      message: the next message of a queue never overtakes a retry.
+ * visible_at is wall-clock epoch ms, like the rows in state.db, so that
+ * visibility survives a restart; the timer converts it to a wait.
  * All of it is guarded by gs->lock, never held across a store commit or a
  * publish. Groups are never freed before fm_groups_close, so a pointer to
  * one stays valid without the lock.
