@@ -22,7 +22,7 @@
 #define FM_WS_CLOSE_SLOW 4008 /* send budget exceeded: resume by cursor */
 #define FM_WS_CLOSE_GONE 4004 /* the topic was deleted */
 
-#define FM_WS_SEND_BUDGET (1024 * 1024) /* bytes queued per connection */
+#define FM_WS_SEND_BUDGET (256 * 1024) /* bytes queued per connection */
 #define FM_WS_STALL_MS 5000 /* budget full this long without progress */
 #define FM_WS_MSG_MAX (64 * 1024) /* largest message a client may send */
 
