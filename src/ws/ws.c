@@ -129,6 +129,7 @@ struct sess {
 	int msg_op; /* its opcode (1 text, 2 binary), 0 for none */
 	int armed; /* caught up: watches parked */
 	int closing; /* a close frame is queued: nothing more */
+	int opened; /* the handshake answer (the first frame) was written */
 	int64_t progress_ms; /* last frame taken, or queue became non-empty */
 	int64_t rx_ms; /* last bytes from the client */
 	int64_t ping_ms; /* ping outstanding since, 0 for none */
@@ -228,17 +229,22 @@ enqueue(struct sess *s, struct frame *f)
 	s->queued += f->len;
 }
 
+/* Drop the queued frames, but never the handshake answer: a close
+ * frame must follow it. */
 static void
 drop_queue(struct sess *s)
 {
-	struct frame *f;
+	struct frame *keep = s->opened ? NULL : s->head, *f;
 
 	while ((f = s->head) != NULL) {
 		s->head = f->next;
-		free(f);
+		if (f != keep)
+			free(f);
 	}
-	s->tail = NULL;
-	s->queued = 0;
+	s->head = s->tail = keep;
+	s->queued = keep != NULL ? keep->len : 0;
+	if (keep != NULL)
+		keep->next = NULL;
 }
 
 static void
@@ -513,6 +519,7 @@ write_next(struct sess *s)
 	if (s->head == NULL)
 		s->tail = NULL;
 	s->queued -= f->len;
+	s->opened = 1;
 	if (f->receipt[0] != '\0') {
 		if (s->grp->acks == NULL)
 			s->grp->acks =
@@ -734,6 +741,7 @@ sess_free(struct sess *s)
 		ws->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
+	s->opened = 1; /* so that drop_queue frees the handshake answer too */
 	drop_queue(s);
 	fm_buf_free(&s->rx);
 	fm_buf_free(&s->msg);
