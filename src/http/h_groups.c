@@ -28,7 +28,6 @@
 #include "base/xmalloc.h"
 #include "http/codec.h"
 #include "http/codec_groups.h"
-#include "http/h_groups.h"
 #include "http/http.h"
 #include "http/reply.h"
 

@@ -36,9 +36,9 @@
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "http/codec.h"
-#include "http/h_stream.h"
 #include "http/http.h"
 #include "http/reply.h"
+#include "ws/ws.h"
 #include "ws/bcast.h"
 
 #define SSE_BLOCK (32 * 1024) /* MHD's buffer per reader call */

@@ -29,6 +29,16 @@
 #define FM_H_PARKED 1
 
 struct fm_ticket;
+struct fm_ws;
+struct fm_ws_group;
+
+/* A live event stream, linked in its server so that fm_http_stop can end
+ * it: MHD refuses to stop while a connection is suspended, and a caught
+ * up stream is. stop runs under the server's lock and must not block. */
+struct fm_stream {
+	struct fm_stream *prev, *next; /* the server's list */
+	void (*stop)(struct fm_stream *s);
+};
 
 struct fm_http {
 	const struct fm_config *cfg; /* borrowed */
@@ -40,6 +50,9 @@ struct fm_http {
 	struct fm_req *parked; /* requests suspended in a broker watch */
 	int stopping; /* set by fm_http_stop: no new parking */
 	size_t draining; /* woken requests not yet completed */
+	struct fm_ws *ws; /* owned: the WebSocket service upgrades go to */
+	struct fm_stream *streams; /* live event streams (lock) */
+	int streams_stopped; /* fm_http_stop ended them (lock) */
 };
 
 struct fm_req {
@@ -109,5 +122,29 @@ int fm_h_metrics(struct fm_req *r);
 int fm_h_routes(struct fm_req *r);
 int fm_h_topic_route(struct fm_req *r);
 int fm_h_static(struct fm_req *r);
+int fm_h_group_receive(struct fm_req *r);
+int fm_h_group_ack(struct fm_req *r);
+int fm_h_group_nack(struct fm_req *r);
+int fm_h_group_get(struct fm_req *r);
+int fm_h_group_reset(struct fm_req *r);
+/* GET /v1/topics/{topic}/events: answers an error, or queues a streaming
+ * text/event-stream response itself and returns FM_H_PARKED so that
+ * server.c queues nothing more. */
+int fm_h_events(struct fm_req *r);
+/* GET /v1/topics/{topic}/ws without an upgrade (upgrades are handed to
+ * the WebSocket service by server.c before any handler runs): 400. */
+int fm_h_ws(struct fm_req *r);
+
+/* ---- event streams and WebSocket upgrades ---- */
+
+/* Link s (server.c). -FM_E_SHUTDOWN when the server is stopping. */
+int fm_http_stream_add(struct fm_http *h, struct fm_stream *s);
+/* Unlink s; from the response's free callback. */
+void fm_http_stream_del(struct fm_http *h, struct fm_stream *s);
+/* The options of a consumer group's WebSocket (the route's {topic} and
+ * {group}, ?ack=auto|client, ?invisible=seconds, ?tags=), checked on the
+ * first handler call so that a mistake is an HTTP error answer. g's
+ * strings are borrowed from r. -FM_E_* with *cause (new). */
+int fm_stream_ws_group(struct fm_req *r, struct fm_ws_group *g, char **cause);
 
 #endif

@@ -73,8 +73,6 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
-#include "http/h_groups.h"
-#include "http/h_stream.h"
 #include "http/http.h"
 #include "http/reply.h"
 #include "http/server.h"
@@ -125,16 +123,6 @@ static const struct fm_route routes[] = {
 };
 
 enum { TICKET_ATTACHED, TICKET_FIRED, TICKET_DETACHED, TICKET_PENDING };
-
-/* The server object with the WebSocket service it hands upgrades to.
- * (struct fm_http is shared with every handler through http.h; the
- * service is server.c's alone, so it rides along here.) */
-struct server {
-	struct fm_http h; /* first: a struct fm_http * is a struct server * */
-	struct fm_ws *ws; /* owned */
-	struct fm_stream *streams; /* live event streams (h.lock) */
-	int streams_stopped; /* fm_http_stop ended them (h.lock) */
-};
 
 struct fm_ticket {
 	struct fm_http *h; /* valid while ATTACHED or FIRED */
@@ -347,16 +335,15 @@ fm_req_park_durable(struct fm_req *r, struct fm_ticket *t)
 int
 fm_http_stream_add(struct fm_http *h, struct fm_stream *s)
 {
-	struct server *sv = (struct server *)h;
 	int err = -FM_E_SHUTDOWN;
 
 	pthread_mutex_lock(&h->lock);
-	if (!sv->streams_stopped) {
+	if (!h->streams_stopped) {
 		s->prev = NULL;
-		s->next = sv->streams;
-		if (sv->streams != NULL)
-			sv->streams->prev = s;
-		sv->streams = s;
+		s->next = h->streams;
+		if (h->streams != NULL)
+			h->streams->prev = s;
+		h->streams = s;
 		err = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -366,13 +353,11 @@ fm_http_stream_add(struct fm_http *h, struct fm_stream *s)
 void
 fm_http_stream_del(struct fm_http *h, struct fm_stream *s)
 {
-	struct server *sv = (struct server *)h;
-
 	pthread_mutex_lock(&h->lock);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
-		sv->streams = s->next;
+		h->streams = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	pthread_cond_broadcast(&h->cond);
@@ -384,13 +369,11 @@ fm_http_stream_del(struct fm_http *h, struct fm_stream *s)
 static void
 stop_streams(struct fm_http *h, const struct timespec *ts)
 {
-	struct server *sv = (struct server *)h;
-
 	pthread_mutex_lock(&h->lock);
-	sv->streams_stopped = 1;
-	for (struct fm_stream *s = sv->streams; s != NULL; s = s->next)
+	h->streams_stopped = 1;
+	for (struct fm_stream *s = h->streams; s != NULL; s = s->next)
 		s->stop(s);
-	while (sv->streams != NULL)
+	while (h->streams != NULL)
 		if (pthread_cond_timedwait(&h->cond, &h->lock, ts) != 0)
 			break;
 	pthread_mutex_unlock(&h->lock);
@@ -558,7 +541,6 @@ ws_done(void *arg)
 static void
 ws_handoff(struct fm_req *r)
 {
-	struct server *sv = (struct server *)r->h;
 	const union MHD_ConnectionInfo *ci;
 	const char *key = fm_req_header(r, "Sec-WebSocket-Key");
 	int group = fm_req_param(r, "group") != NULL;
@@ -595,9 +577,9 @@ ws_handoff(struct fm_req *r)
 	}
 	MHD_suspend_connection(r->conn);
 	if (group)
-		fm_ws_adopt_group(sv->ws, fd, key, &g, ws_done, r->conn);
+		fm_ws_adopt_group(r->h->ws, fd, key, &g, ws_done, r->conn);
 	else
-		fm_ws_adopt(sv->ws, fd, key, bc, ws_done, r->conn);
+		fm_ws_adopt(r->h->ws, fd, key, bc, ws_done, r->conn);
 }
 
 static enum MHD_Result
@@ -736,7 +718,7 @@ web_root(const struct fm_config *cfg, char **out, char **cause)
 static void
 http_free(struct fm_http *h)
 {
-	fm_ws_free(((struct server *)h)->ws);
+	fm_ws_free(h->ws);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h->web_root);
@@ -747,8 +729,7 @@ int
 fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
     struct fm_http **out, char **cause)
 {
-	struct server *sv = xcalloc(1, sizeof(*sv));
-	struct fm_http *h = &sv->h;
+	struct fm_http *h = xcalloc(1, sizeof(*h));
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	int fd = -1, err;
@@ -759,7 +740,7 @@ fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
 	fm_cond_init_monotonic(&h->cond);
 	if ((err = web_root(cfg, &h->web_root, cause)) != 0 ||
 	    (err = listen_socket(cfg, &fd, cause)) != 0 ||
-	    (err = fm_ws_start(cfg, b, &sv->ws, cause)) != 0)
+	    (err = fm_ws_start(cfg, b, &h->ws, cause)) != 0)
 		goto fail;
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET,
@@ -782,7 +763,7 @@ fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
 fail:
 	if (fd >= 0)
 		close(fd);
-	fm_ws_stop(sv->ws);
+	fm_ws_stop(h->ws);
 	http_free(h);
 	*out = NULL;
 	return err;
@@ -824,7 +805,7 @@ fm_http_stop(struct fm_http *h)
 	if (h == NULL)
 		return;
 	/* sessions end first: each resumes its MHD connection */
-	fm_ws_stop(((struct server *)h)->ws);
+	fm_ws_stop(h->ws);
 	drain(h);
 	MHD_stop_daemon(h->d);
 	http_free(h);
