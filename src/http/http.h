@@ -15,6 +15,7 @@
 #define FM_HTTP_HTTP_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,8 @@ struct fm_http {
 	struct fm_ws *ws; /* owned: the WebSocket service upgrades go to */
 	struct fm_stream *streams; /* live event streams (lock) */
 	int streams_stopped; /* fm_http_stop ended them (lock) */
+	_Atomic size_t body_bytes; /* request body bytes held right now */
+	size_t body_budget; /* most body_bytes may reach: then 503 BUSY */
 };
 
 struct fm_req {
@@ -62,6 +65,7 @@ struct fm_req {
 	struct fm_route_match m; /* route and its params */
 	enum fm_route_status route;
 	struct fm_buf body; /* the request body, whole on the final call */
+	size_t body_held; /* bytes of it counted in h->body_bytes */
 	size_t body_max; /* bytes accepted for this route */
 	int early_code; /* fm_http_code decided before the body, or -1 */
 	char *early_msg; /* owned: its message */

@@ -92,6 +92,7 @@
 #define CONN_MEMORY (32 * 1024)
 #define CONN_TIMEOUT_S 60 /* idle keep-alive connections */
 #define SMALL_BODY_MAX (64 * 1024) /* any route but publish */
+#define BODY_BUDGET_MIN (256u << 20) /* bytes of request bodies held at once */
 #define DRAIN_MS 2000 /* how long stop waits for woken requests */
 #define LISTEN_BACKLOG 1024
 
@@ -464,15 +465,37 @@ req_begin(struct fm_http *h, struct MHD_Connection *conn, const char *url,
 	return r;
 }
 
+/* Free the body and give its bytes back to the server's budget. */
+static void
+body_release(struct fm_req *r)
+{
+	atomic_fetch_sub(&r->h->body_bytes, r->body_held);
+	r->body_held = 0;
+	fm_buf_free(&r->body);
+}
+
 static void
 req_body(struct fm_req *r, const char *data, size_t n)
 {
+	size_t held;
+
 	if (r->early_code >= 0)
 		return;
 	if (r->body.len + n > r->body_max) {
 		early(r, FM_HC_PAYLOAD_TOO_LARGE,
 		    "request body is over the limit of %zu bytes", r->body_max);
-		fm_buf_free(&r->body);
+		body_release(r);
+		return;
+	}
+	/* A flood of large uploads on many connections must not take the
+	 * node's memory: every body being read counts against one budget. */
+	held = atomic_fetch_add(&r->h->body_bytes, n) + n;
+	r->body_held += n;
+	if (held > r->h->body_budget) {
+		early(r, FM_HC_BUSY,
+		    "too many request bodies are being received at once; "
+		    "retry");
+		body_release(r);
 		return;
 	}
 	fm_buf_add(&r->body, data, n);
@@ -634,7 +657,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	pthread_mutex_unlock(&h->lock);
 	fm_route_match_free(&r->m);
-	fm_buf_free(&r->body);
+	body_release(r);
 	fm_buf_free(&r->out);
 	free(r->early_msg);
 	free(r);
@@ -730,12 +753,17 @@ fm_http_start(const struct fm_config *cfg, struct fm_broker *b,
     struct fm_http **out, char **cause)
 {
 	struct fm_http *h = xcalloc(1, sizeof(*h));
+	size_t ndjson_max = 2 * (size_t)cfg->max_message_size;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	int fd = -1, err;
 
 	h->cfg = cfg;
 	h->b = b;
+	/* room for a few of the largest bodies, whatever the limit */
+	h->body_budget =
+	    4 * ndjson_max > BODY_BUDGET_MIN ? 4 * ndjson_max : BODY_BUDGET_MIN;
+	atomic_init(&h->body_bytes, 0);
 	pthread_mutex_init(&h->lock, NULL);
 	fm_cond_init_monotonic(&h->cond);
 	if ((err = web_root(cfg, &h->web_root, cause)) != 0 ||
