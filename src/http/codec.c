@@ -419,7 +419,8 @@ write_body(struct fm_json *j, const void *body, size_t len)
 }
 
 void
-fm_codec_message(struct fm_json *j, const char *key, const struct fm_message *m)
+fm_codec_message_open(
+    struct fm_json *j, const char *key, const struct fm_message *m)
 {
 	const struct fm_record *r = &m->rec;
 
@@ -438,11 +439,18 @@ fm_codec_message(struct fm_json *j, const char *key, const struct fm_message *m)
 	fm_json_i64(j, "storeTimestamp", r->store_ts);
 	fm_json_u64(j, "reconsumeTimes", r->reconsume_times);
 	write_body(j, r->body, r->body_len);
+}
+
+void
+fm_codec_message(struct fm_json *j, const char *key, const struct fm_message *m)
+{
+	fm_codec_message_open(j, key, m);
 	fm_json_obj_end(j);
 }
 
 void
-fm_codec_error(struct fm_buf *out, const char *code, const char *message)
+fm_codec_error_receipt(struct fm_buf *out, const char *code,
+    const char *message, const char *receipt)
 {
 	struct fm_json j;
 
@@ -452,7 +460,15 @@ fm_codec_error(struct fm_buf *out, const char *code, const char *message)
 	fm_json_str(&j, "code", code);
 	fm_json_str(&j, "message", message);
 	fm_json_obj_end(&j);
+	if (receipt != NULL)
+		fm_json_str(&j, "receiptHandle", receipt);
 	fm_json_obj_end(&j);
+}
+
+void
+fm_codec_error(struct fm_buf *out, const char *code, const char *message)
+{
+	fm_codec_error_receipt(out, code, message, NULL);
 }
 
 /* ---- request bodies ---- */

@@ -68,8 +68,16 @@ int fm_codec_unbase64(struct fm_buf *out, const char *s, size_t n);
 /* Write m as the message object of CONTRACT.md. */
 void fm_codec_message(
     struct fm_json *j, const char *key, const struct fm_message *m);
+/* The same, leaving the object open for the caller's own members (a
+ * receiptHandle, a cursor); the caller closes it with fm_json_obj_end. */
+void fm_codec_message_open(
+    struct fm_json *j, const char *key, const struct fm_message *m);
 /* Append {"error": {"code": code, "message": message}}. */
 void fm_codec_error(struct fm_buf *out, const char *code, const char *message);
+/* The same with "receiptHandle": receipt beside "error" (the handle the
+ * error is about), when receipt is not NULL. */
+void fm_codec_error_receipt(struct fm_buf *out, const char *code,
+    const char *message, const char *receipt);
 
 /* ---- request bodies ---- */
 

@@ -185,15 +185,11 @@ done:
 	return rc;
 }
 
-/* fm_codec_message closes the object it writes; the receipt goes in
- * just before that closing brace, so both stay one object. */
 void
 fm_codec_message_receipt(struct fm_json *j, const char *key,
     const struct fm_message *m, const char *receipt)
 {
-	fm_codec_message(j, key, m);
-	j->out->data[--j->out->len] = '\0';
-	fm_buf_adds(j->out, ",\"receiptHandle\":");
-	fm_codec_escape(j->out, receipt, strlen(receipt));
-	fm_buf_addc(j->out, '}');
+	fm_codec_message_open(j, key, m);
+	fm_json_str(j, "receiptHandle", receipt);
+	fm_json_obj_end(j);
 }

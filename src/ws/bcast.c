@@ -254,17 +254,16 @@ fm_bcast_free(struct fm_bcast *bc)
 
 /* ---- reading ---- */
 
-/* The event in bc->ev is an object; close it with the current cursor. */
+/* The event being written in j (bc->ev) is an open object: add the
+ * current cursor, close it and hand it out. */
 static void
-emit_event(struct fm_bcast *bc, fm_bcast_emit_fn emit, void *arg)
+emit_event(
+    struct fm_bcast *bc, struct fm_json *j, fm_bcast_emit_fn emit, void *arg)
 {
 	fm_buf_reset(&bc->cur);
 	fm_bcast_cursor(bc, &bc->cur);
-	/* drop the closing brace the writer put, add the cursor member */
-	bc->ev.len--;
-	fm_buf_adds(&bc->ev, ",\"cursor\":\"");
-	fm_buf_add(&bc->ev, bc->cur.data, bc->cur.len);
-	fm_buf_adds(&bc->ev, "\"}");
+	fm_json_strn(j, "cursor", bc->cur.data, bc->cur.len);
+	fm_json_obj_end(j);
 	emit(arg, bc->ev.data, bc->ev.len, bc->cur.data);
 }
 
@@ -287,8 +286,7 @@ emit_gap(struct fm_bcast *bc, uint32_t q, uint64_t to, fm_bcast_emit_fn emit,
 	fm_json_u64(&j, "toOffset", to);
 	fm_json_u64(&j, "lost", to - from);
 	fm_json_obj_end(&j);
-	fm_json_obj_end(&j);
-	emit_event(bc, emit, arg);
+	emit_event(bc, &j, emit, arg);
 }
 
 static void
@@ -300,8 +298,8 @@ emit_message(struct fm_bcast *bc, const struct fm_message *m,
 	bc->next[m->rec.queue_id] = m->rec.queue_offset + 1;
 	fm_buf_reset(&bc->ev);
 	fm_json_init(&j, &bc->ev);
-	fm_codec_message(&j, NULL, m);
-	emit_event(bc, emit, arg);
+	fm_codec_message_open(&j, NULL, m);
+	emit_event(bc, &j, emit, arg);
 }
 
 /* One turn on queue q: returns the bytes emitted (0: nothing new). */

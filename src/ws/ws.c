@@ -423,14 +423,8 @@ queue_error(struct sess *s, int err, const char *cause, const char *handle)
 {
 	struct fm_buf out = FM_BUF_INIT;
 
-	fm_codec_error(
-	    &out, fm_err_name(err), cause != NULL ? cause : fm_err_msg(err));
-	if (handle != NULL) {
-		out.len--; /* the handle goes inside the object */
-		fm_buf_adds(&out, ",\"receiptHandle\":");
-		fm_codec_escape(&out, handle, strlen(handle));
-		fm_buf_addc(&out, '}');
-	}
+	fm_codec_error_receipt(&out, fm_err_name(err),
+	    cause != NULL ? cause : fm_err_msg(err), handle);
 	enqueue(s, frame_new(OP_TEXT, out.data, out.len));
 	fm_buf_free(&out);
 }
