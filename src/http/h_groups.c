@@ -26,8 +26,8 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/xmalloc.h"
-#include "http/codec.h"
-#include "http/codec_groups.h"
+#include "codec/codec.h"
+#include "codec/codec_groups.h"
 #include "http/http.h"
 #include "http/reply.h"
 

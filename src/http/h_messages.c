@@ -16,7 +16,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/xmalloc.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 #include "http/http.h"
 #include "http/reply.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 #include "http/http.h"
 #include "http/reply.h"
 

@@ -35,7 +35,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 #include "http/http.h"
 #include "http/reply.h"
 #include "ws/ws.h"

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "http/codec.h"
+#include "codec/codec.h"
 #include "http/http.h"
 
 /* X(CODE, status, retry_after_seconds): CODE is the JSON "code". */

@@ -29,7 +29,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/xmalloc.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 #include "ws/bcast.h"
 
 #define CURSOR_VERSION 1

@@ -64,9 +64,9 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/xmalloc.h"
-#include "http/codec.h"
-#include "http/codec_groups.h"
-#include "http/codec_ws.h"
+#include "codec/codec.h"
+#include "codec/codec_groups.h"
+#include "codec/codec_ws.h"
 #include "ws/ws.h"
 
 #define PROTOCOL_NAME "ferrymq-ws"

@@ -15,7 +15,7 @@
 #include <jansson.h>
 
 #include "base/err.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 
 /* Encode a message built from the arguments and parse it back. */
 static json_t *

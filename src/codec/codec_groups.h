@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "broker/broker.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 
 #define FM_SETTLE_MAX 1024 /* receipt handles in one ack or nack */
 

@@ -13,7 +13,7 @@
 
 #include "base/err.h"
 #include "base/xmalloc.h"
-#include "http/codec_ws.h"
+#include "codec/codec_ws.h"
 
 static int
 add_handle(struct fm_settle_body *out, json_t *v, char **cause)

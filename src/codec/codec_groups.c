@@ -13,7 +13,7 @@
 
 #include "base/err.h"
 #include "base/xmalloc.h"
-#include "http/codec_groups.h"
+#include "codec/codec_groups.h"
 
 static int
 fail(char **cause, const char *msg)

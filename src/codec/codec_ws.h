@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "http/codec_groups.h"
+#include "codec/codec_groups.h"
 
 /* {"ack": "h" | ["h", ...]} or {"nack": "h" | ["h", ...], "delay": s}
  * (delay 0..max_delay_s, absent: the retry ladder). *nack says which.

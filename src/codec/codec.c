@@ -4,7 +4,7 @@
  *
  * Owns: nothing beyond the fm_batch it fills. The writer keeps one "first
  * member" flag per nesting level so commas are placed without look-back.
- * Invariant: jansson is included here and nowhere else.
+ * Invariant: jansson is included in src/codec/ and nowhere else.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,7 +17,7 @@
 
 #include "base/err.h"
 #include "base/xmalloc.h"
-#include "http/codec.h"
+#include "codec/codec.h"
 
 /* ---- the writer ---- */
 
