@@ -4,9 +4,10 @@
  *
  * Owns struct fm_broker's lifetime and the order of start and stop:
  *   open:  waiters (the store may notify while it recovers), store, topic
- *          cache.
- *   close: fire every waiter with FM_WAKE_SHUTDOWN, close the store (its
- *          dispatcher, the only notifier, stops), free the waiters.
+ *          cache, groups, the timer service (it re-appends into topics).
+ *   close: fire every waiter with FM_WAKE_SHUTDOWN, stop the timer (no
+ *          more re-appends), close groups and the store (its dispatcher,
+ *          the only notifier, stops), free the waiters.
  * Does not own the policy of topics, publishing or reading (topics.c,
  * publish.c, query.c, watch.c, namesrv.c).
  */
@@ -55,6 +56,7 @@ on_notify(void *arg, const char *topic, uint32_t queue_id, uint64_t max_offset)
 
 	fm_waiters_notify(b->ws, topic, queue_id, max_offset);
 	fm_groups_notify(b->groups, topic, queue_id, max_offset);
+	fm_timer_notify(b->timer, topic, queue_id, max_offset);
 }
 
 /* brokerIP1 as an IPv4 address (msgIds carry 4 bytes): a literal, or the
@@ -162,6 +164,15 @@ fm_broker_open(
 		    "cannot load consumer groups: %s", fm_err_msg(rc));
 		goto fail;
 	}
+	/* a slave copies its master's log, re-appends included */
+	if (cfg->broker_role != FM_ROLE_SLAVE &&
+	    (rc = fm_timer_start(b, &b->timer)) < 0) {
+		b->timer = NULL;
+		rc = fm_broker_fail(cause, rc,
+		    "cannot start the timer of delayed messages: %s",
+		    fm_err_msg(rc));
+		goto fail;
+	}
 	fm_info("broker %s (%s) open: %zu topics, store in %s",
 	    cfg->broker_name, b->addr, b->ntopics, cfg->store_path_root_dir);
 	*out = b;
@@ -178,6 +189,7 @@ fm_broker_close(struct fm_broker *b)
 		return;
 	if (b->ws)
 		fm_waiters_shutdown(b->ws);
+	fm_timer_stop(b->timer);
 	fm_groups_close(b->groups);
 	if (b->st)
 		fm_store_close(b->st);

@@ -20,6 +20,7 @@
 #include "broker/broker.h"
 #include "broker/groups.h"
 #include "broker/msgid.h"
+#include "broker/timer.h"
 #include "broker/waiters.h"
 
 /* One cached topic. */
@@ -44,6 +45,7 @@ struct fm_broker {
 	atomic_uint_fast64_t publish_errors;
 	atomic_uint_fast64_t pulled_msgs;
 	struct fm_groups *groups; /* consumer groups (groups.c) */
+	struct fm_timer *timer; /* delayed messages (timer.c) */
 };
 
 /* Set *cause (when wanted) to a new formatted string; returns err. Each

@@ -4,10 +4,20 @@
  *
  * Owns the publishing rules (documented in broker.h) and the published
  * counters. Does not own durability (the store's append blocks until the
- * flush mode is satisfied) nor the topic cache (topics.c).
+ * flush mode is satisfied), the topic cache (topics.c) nor the delivery of
+ * delayed messages (timer.c).
  *
- * Invariant: nothing is stored, not even an auto-created topic, until
- * every message of the batch passed validation.
+ * Delayed messages: one whose deliver_at is more than FM_TIMER_MIN_MS
+ * ahead is stored, in the same atomic append as the rest of its batch, in
+ * the timer queue (FM_TIMER_TOPIC, queue 0) with its real topic and queue
+ * as properties (timer.h). Its result then holds the timer record's msgId,
+ * the real queue id, and the offset in the timer queue as queue_offset
+ * (the message gets its offset in the real queue only when delivered).
+ *
+ * Invariants:
+ *  1. Nothing is stored, not even an auto-created topic, until every
+ *     message of the batch passed validation.
+ *  2. deliver_at is at most timerMaxDelaySec ahead of the broker's clock.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +80,24 @@ msg_prefix(char *dst, size_t dstlen, size_t i, size_t n)
 }
 
 static int
+check_when(struct fm_broker *b, const struct fm_pub_msg *m, const char *pre,
+    char **cause)
+{
+	int64_t max_ms = (int64_t)b->cfg->timer_max_delay_sec * 1000;
+
+	if (m->deliver_at < 0)
+		return fm_broker_fail(cause, -FM_E_INVALID,
+		    "%sdeliverAt %lld is negative", pre,
+		    (long long)m->deliver_at);
+	if (m->deliver_at > fm_now_ms() + max_ms)
+		return fm_broker_fail(cause, -FM_E_INVALID,
+		    "%sdeliverAt %lld is more than timerMaxDelaySec (%d s) "
+		    "ahead",
+		    pre, (long long)m->deliver_at, b->cfg->timer_max_delay_sec);
+	return 0;
+}
+
+static int
 check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
     char **cause)
 {
@@ -109,11 +137,7 @@ check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
 		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
 		    "%stag, keys and properties take %zu bytes (at most %u)",
 		    pre, meta, META_MAX);
-	if (m->deliver_at < 0)
-		return fm_broker_fail(cause, -FM_E_INVALID,
-		    "%sdeliverAt %lld is negative", pre,
-		    (long long)m->deliver_at);
-	return 0;
+	return check_when(b, m, pre, cause);
 }
 
 static int
@@ -164,16 +188,60 @@ pick_queue(struct fm_btopic *t, const struct fm_pub_msg *m)
 	return atomic_fetch_add(&t->rr, 1) % q;
 }
 
+static int
+delayed(const struct fm_pub_msg *m, int64_t now)
+{
+	return m->deliver_at > now + FM_TIMER_MIN_MS;
+}
+
+/*
+ * A delayed message's properties end with its real topic and queue:
+ *
+ *   user pairs..  __REAL_TOPIC\0 orders\0  __REAL_QID\0 3\0
+ *
+ * (queue id in decimal). Returns the bytes written at dst, which has
+ * room for timer_props_len(topic).
+ */
+#define QID_DIGITS 10 /* UINT32_MAX */
+
+static size_t
+timer_props_len(const char *topic)
+{
+	return sizeof(FM_TIMER_PROP_TOPIC) + strlen(topic) + 1 +
+	    sizeof(FM_TIMER_PROP_QID) + QID_DIGITS + 1;
+}
+
+static size_t
+timer_props(char *dst, const char *topic, uint32_t qid)
+{
+	size_t off = 0, len = strlen(topic) + 1;
+	int digits;
+
+	memcpy(dst, FM_TIMER_PROP_TOPIC, sizeof(FM_TIMER_PROP_TOPIC));
+	off += sizeof(FM_TIMER_PROP_TOPIC);
+	memcpy(dst + off, topic, len);
+	off += len;
+	memcpy(dst + off, FM_TIMER_PROP_QID, sizeof(FM_TIMER_PROP_QID));
+	off += sizeof(FM_TIMER_PROP_QID);
+	digits = snprintf(dst + off, QID_DIGITS + 1, "%u", qid);
+	return off + (size_t)digits + 1;
+}
+
 /* Keys then props of every message, one after another, in one arena so
- * that the records can point into it. */
+ * that the records can point into it. Delayed messages (recs[i] already
+ * filled with their real topic and queue) get the timer properties. */
 static char *
-encode_meta(const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs)
+encode_meta(const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs,
+    int64_t now)
 {
 	size_t total = 0, off = 0;
 	char *arena;
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		total += keys_len(&msgs[i]) + props_len(&msgs[i]);
+		if (delayed(&msgs[i], now))
+			total += timer_props_len(recs[i].topic);
+	}
 	arena = xmalloc(total ? total : 1);
 	for (size_t i = 0; i < n; i++) {
 		const struct fm_pub_msg *m = &msgs[i];
@@ -196,6 +264,9 @@ encode_meta(const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs)
 			memcpy(arena + off + nl, m->props[p].value, vl);
 			off += nl + vl;
 		}
+		if (delayed(m, now))
+			off += timer_props(
+			    arena + off, recs[i].topic, recs[i].queue_id);
 		recs[i].props = arena + start;
 		recs[i].props_len = (uint32_t)(off - start);
 	}
@@ -204,10 +275,9 @@ encode_meta(const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs)
 
 static void
 fill_records(struct fm_btopic *t, const char *topic,
-    const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs)
+    const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs,
+    int64_t now)
 {
-	int64_t now = fm_now_ms();
-
 	for (size_t i = 0; i < n; i++) {
 		const struct fm_pub_msg *m = &msgs[i];
 		struct fm_record *r = &recs[i];
@@ -221,6 +291,22 @@ fill_records(struct fm_btopic *t, const char *topic,
 		r->queue_id = pick_queue(t, m);
 		r->born_ts = now;
 		r->deliver_at = m->deliver_at;
+	}
+}
+
+/* Send the delayed records to the timer queue, keeping their real queue
+ * ids (already in their properties) for the results. */
+static void
+divert_delayed(const struct fm_pub_msg *msgs, size_t n, struct fm_record *recs,
+    uint32_t *real_qids, int64_t now)
+{
+	for (size_t i = 0; i < n; i++) {
+		real_qids[i] = recs[i].queue_id;
+		if (!delayed(&msgs[i], now))
+			continue;
+		recs[i].topic = FM_TIMER_TOPIC;
+		recs[i].topic_len = (uint16_t)strlen(FM_TIMER_TOPIC);
+		recs[i].queue_id = 0;
 	}
 }
 
@@ -252,13 +338,20 @@ publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
     char **cause)
 {
 	struct fm_record *recs = NULL;
+	uint32_t *real_qids = NULL;
 	struct fm_btopic *t;
 	char *arena = NULL;
 	uint64_t bytes = 0;
+	int64_t now;
 	int rc;
 
 	if ((rc = fm_broker_check_topic_name(topic, cause)) < 0)
 		goto fail;
+	if (strcmp(topic, FM_TIMER_TOPIC) == 0) {
+		rc = fm_broker_fail(cause, -FM_E_INVALID,
+		    "topic '%s' is reserved for delayed messages", topic);
+		goto fail;
+	}
 	if (b->cfg->broker_role == FM_ROLE_SLAVE) {
 		rc = fm_broker_fail(
 		    cause, -FM_E_NOT_WRITABLE, "broker is a slave");
@@ -276,8 +369,11 @@ publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
 		goto fail;
 	}
 	recs = xcalloc(n, sizeof(*recs));
-	arena = encode_meta(msgs, n, recs);
-	fill_records(t, topic, msgs, n, recs);
+	real_qids = xcalloc(n, sizeof(*real_qids));
+	now = fm_now_ms();
+	fill_records(t, topic, msgs, n, recs, now);
+	arena = encode_meta(msgs, n, recs, now);
+	divert_delayed(msgs, n, recs, real_qids, now);
 	if (done == NULL)
 		rc = fm_store_append(b->st, recs, n);
 	else
@@ -289,18 +385,20 @@ publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
 	}
 	for (size_t i = 0; i < n; i++) {
 		fm_msgid_encode(&b->self, recs[i].log_offset, out[i].msg_id);
-		out[i].queue_id = recs[i].queue_id;
+		out[i].queue_id = real_qids[i];
 		out[i].queue_offset = recs[i].queue_offset;
 		bytes += recs[i].body_len;
 	}
 	atomic_fetch_add(&b->published_msgs, n);
 	atomic_fetch_add(&b->published_bytes, bytes);
 	free(recs);
+	free(real_qids);
 	free(arena);
 	return done == NULL ? 0 : rc;
 fail:
 	atomic_fetch_add(&b->publish_errors, 1);
 	free(recs);
+	free(real_qids);
 	free(arena);
 	return rc;
 }

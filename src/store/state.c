@@ -40,7 +40,11 @@ static const char state_setup[] =
     " grp TEXT NOT NULL, queue_id INTEGER NOT NULL,"
     " queue_offset INTEGER NOT NULL, nonce INTEGER NOT NULL,"
     " reconsume INTEGER NOT NULL, visible_at INTEGER NOT NULL,"
-    " PRIMARY KEY(topic, grp, queue_id, queue_offset)) WITHOUT ROWID\0";
+    " PRIMARY KEY(topic, grp, queue_id, queue_offset)) WITHOUT ROWID\0"
+    "CREATE TABLE IF NOT EXISTS timer_watermark(id INTEGER PRIMARY KEY"
+    " CHECK(id = 0), low INTEGER NOT NULL)\0"
+    "CREATE TABLE IF NOT EXISTS timer_delivered(queue_offset INTEGER"
+    " PRIMARY KEY)\0";
 
 enum {
 	S_BEGIN,
@@ -59,6 +63,11 @@ enum {
 	S_GRCPT_DEL,
 	S_GRCPT_CLEAR,
 	S_GRCPT_LIST,
+	S_TIMER_LOW_GET,
+	S_TIMER_LOW_PUT,
+	S_TIMER_DONE_LIST,
+	S_TIMER_DONE_ADD,
+	S_TIMER_DONE_PRUNE,
 	S__COUNT
 };
 
@@ -91,6 +100,15 @@ static const char *const state_sql[S__COUNT] = {
                       " grp = ?2",
     [S_GRCPT_LIST] = "SELECT topic, grp, queue_id, queue_offset, nonce,"
                      " reconsume, visible_at FROM group_receipts",
+    [S_TIMER_LOW_GET] = "SELECT low FROM timer_watermark WHERE id = 0",
+    [S_TIMER_LOW_PUT] = "INSERT OR REPLACE INTO timer_watermark(id, low)"
+                        " VALUES(0, ?1)",
+    [S_TIMER_DONE_LIST] = "SELECT queue_offset FROM timer_delivered"
+                          " ORDER BY queue_offset",
+    [S_TIMER_DONE_ADD] = "INSERT OR IGNORE INTO timer_delivered"
+                         "(queue_offset) VALUES(?1)",
+    [S_TIMER_DONE_PRUNE] = "DELETE FROM timer_delivered"
+                           " WHERE queue_offset < ?1",
 };
 
 /* One caller of fm_state_group_write, on its stack (see the top). */
@@ -485,5 +503,97 @@ fm_state_group_load(struct fm_state *s, struct fm_grow **out, size_t *n)
 	return 0;
 fail:
 	free(v);
+	return err;
+}
+
+/* ---- the timer queue's delivery marks ---- */
+
+static int
+timer_low(struct fm_state *s, uint64_t *low)
+{
+	sqlite3_stmt *st = s->st[S_TIMER_LOW_GET];
+	int rc = sqlite3_step(st);
+
+	*low = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
+}
+
+static int
+timer_done_list(struct fm_state *s, uint64_t **out, size_t *n)
+{
+	sqlite3_stmt *st = s->st[S_TIMER_DONE_LIST];
+	uint64_t *v = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xreallocarray(v, cap, sizeof *v);
+		}
+		v[len++] = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return fm_sql_err(rc);
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int
+fm_state_timer_load(
+    struct fm_state *s, uint64_t *low, uint64_t **delivered, size_t *n)
+{
+	int err;
+
+	*delivered = NULL;
+	*n = 0;
+	pthread_mutex_lock(&s->lock);
+	err = timer_low(s, low);
+	if (err == 0)
+		err = timer_done_list(s, delivered, n);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+int
+fm_state_timer_mark(
+    struct fm_state *s, const uint64_t *delivered, size_t n, uint64_t low)
+{
+	sqlite3_stmt *add = s->st[S_TIMER_DONE_ADD];
+	sqlite3_stmt *put = s->st[S_TIMER_LOW_PUT];
+	sqlite3_stmt *prune = s->st[S_TIMER_DONE_PRUNE];
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = fm_sql_run(s->st[S_BEGIN]);
+	if (err != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (delivered[i] < low)
+			continue;
+		sqlite3_bind_int64(add, 1, (sqlite3_int64)delivered[i]);
+		if ((err = fm_sql_run(add)) != 0)
+			goto fail;
+	}
+	sqlite3_bind_int64(put, 1, (sqlite3_int64)low);
+	if ((err = fm_sql_run(put)) != 0)
+		goto fail;
+	sqlite3_bind_int64(prune, 1, (sqlite3_int64)low);
+	if ((err = fm_sql_run(prune)) != 0)
+		goto fail;
+	err = fm_sql_run(s->st[S_COMMIT]);
+	if (err != 0)
+		goto fail;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return err;
+fail:
+	fm_sql_run(s->st[S_ROLLBACK]);
+	pthread_mutex_unlock(&s->lock);
 	return err;
 }

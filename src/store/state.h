@@ -2,7 +2,7 @@
  * state.h - state.db: the store's durable configuration, never rebuilt.
  *
  * Owns: topics, topic tombstones, consumer group offsets and in-flight
- * receipts. synchronous=FULL: a call that returned 0 survives a crash.
+ * receipts, the timer queue's delivery marks. synchronous=FULL: a call that returned 0 survives a crash.
  * Does not own: the consume queues or keys (index.db), the log.
  *
  * A tombstone (topic, log_offset) says: records of topic below log_offset
@@ -60,5 +60,11 @@ int fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset);
 int fm_state_group_write(
     struct fm_state *s, const struct fm_grow *rows, size_t n);
 int fm_state_group_load(struct fm_state *s, struct fm_grow **out, size_t *n);
+
+/* See fm_store_timer_load and fm_store_timer_mark (store.h). */
+int fm_state_timer_load(
+    struct fm_state *s, uint64_t *low, uint64_t **delivered, size_t *n);
+int fm_state_timer_mark(
+    struct fm_state *s, const uint64_t *delivered, size_t n, uint64_t low);
 
 #endif

@@ -1425,6 +1425,22 @@ fm_store_group_load(struct fm_store *st, struct fm_grow **out, size_t *n)
 	return fm_state_group_load(st->state, out, n);
 }
 
+/* ---- the timer queue's delivery marks ---- */
+
+int
+fm_store_timer_load(
+    struct fm_store *st, uint64_t *low, uint64_t **delivered, size_t *n)
+{
+	return fm_state_timer_load(st->state, low, delivered, n);
+}
+
+int
+fm_store_timer_mark(
+    struct fm_store *st, const uint64_t *delivered, size_t n, uint64_t low)
+{
+	return fm_state_timer_mark(st->state, delivered, n, low);
+}
+
 static void
 drop_listed(struct fm_cq **v, size_t *n, const char *topic)
 {

@@ -9,7 +9,7 @@
  *                (committed in the same transaction as the rows).
  *   state.db     SQLite, synchronous=FULL, never rebuilt: topics and
  *                topic tombstones, consumer group offsets and in-flight
- *                receipts.
+ *                receipts, the timer queue's delivery marks.
  *
  * Consume queue: per (topic, queue), fixed-width entries (log offset,
  * size, tag hash), numbered by queue offset from 0. In index.db a row
@@ -173,6 +173,19 @@ int fm_store_group_write(
     struct fm_store *st, const struct fm_grow *rows, size_t n);
 /* Every OFFSET and RECEIPT row, offsets first. *out is new (free()). */
 int fm_store_group_load(struct fm_store *st, struct fm_grow **out, size_t *n);
+
+/* Delayed messages: which entries of the timer queue (one queue; what it
+ * holds is the broker's) were delivered. low is the watermark: every
+ * queue offset below it is delivered; delivered lists those at or above
+ * it that are too. Both start at 0 / empty. *delivered is a new sorted
+ * array of *n offsets (free()). */
+int fm_store_timer_load(
+    struct fm_store *st, uint64_t *low, uint64_t **delivered, size_t *n);
+/* In one transaction (synchronous=FULL): record the n delivered offsets
+ * (those below low are dropped), set the watermark to low and forget the
+ * marks below it. */
+int fm_store_timer_mark(
+    struct fm_store *st, const uint64_t *delivered, size_t n, uint64_t low);
 
 struct fm_store_stats {
 	uint64_t min_offset; /* commit log */

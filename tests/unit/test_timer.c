@@ -1,0 +1,395 @@
+/*
+ * test_timer.c - delayed messages (timer.c) against a real broker and
+ * store in a temp dir: the heap's order, delivery of small delays in
+ * deliver_at order and not before, the re-appended message's properties,
+ * the publish limits, and durability of the pending entries and of the
+ * delivery marks across a clean close and an unclean stop
+ * (fm_store_abandon) with SYNC_FLUSH.
+ *
+ * Delays are a few hundred ms; waits poll the queue's max offset every
+ * 5 ms with a deadline, so a loaded machine only makes a test slower.
+ */
+#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "base/xmalloc.h"
+#include "broker/broker.h"
+#include "broker/internal.h" /* b->st and b->timer, for the unclean stop */
+
+#define TOPIC "delayed"
+#define WAIT_MS 5000 /* longest wait for a delivery on a loaded machine */
+
+struct fx {
+	char dir[256];
+	struct fm_config cfg;
+	struct fm_broker *b;
+};
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+open_broker(struct fx *f)
+{
+	char *cause = NULL;
+	int rc = fm_broker_open(&f->cfg, &f->b, &cause);
+
+	if (rc < 0)
+		fail_msg("fm_broker_open: %s", cause ? cause : "?");
+	free(cause);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = xcalloc(1, sizeof(*f));
+	const char *tmp = getenv("TMPDIR");
+	int created;
+
+	snprintf(f->dir, sizeof(f->dir), "%s/fmtimerXXXXXX",
+	    tmp && *tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(f->dir));
+	fm_config_defaults(&f->cfg);
+	free(f->cfg.store_path_root_dir);
+	f->cfg.store_path_root_dir = xstrdup(f->dir);
+	f->cfg.mapped_file_size_commit_log = 64u << 10;
+	f->cfg.flush_disk_type = FM_FLUSH_SYNC;
+	f->cfg.listen_port = 18081;
+	open_broker(f);
+	assert_int_equal(fm_broker_topic_put(f->b, TOPIC, 1,
+	                     FM_PERM_READ | FM_PERM_WRITE, &created, NULL),
+	    0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	fm_broker_close(f->b);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	fm_config_free(&f->cfg);
+	free(f);
+	return 0;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t
+queue_max(struct fx *f)
+{
+	uint64_t min, max;
+
+	fm_broker_queue_range(f->b, TOPIC, 0, &min, &max);
+	return max;
+}
+
+/* Poll until the queue holds want messages; returns the wall time. */
+static int64_t
+wait_max(struct fx *f, uint64_t want)
+{
+	int64_t end = fm_mono_ms() + WAIT_MS;
+
+	while (queue_max(f) < want) {
+		if (fm_mono_ms() > end)
+			fail_msg("queue holds %llu messages, want %llu",
+			    (unsigned long long)queue_max(f),
+			    (unsigned long long)want);
+		sleep_ms(5);
+	}
+	return fm_now_ms();
+}
+
+/* Poll until the timer knows exactly want pending entries. */
+static void
+wait_pending(struct fx *f, size_t want)
+{
+	int64_t end = fm_mono_ms() + WAIT_MS;
+
+	while (fm_timer_pending(f->b->timer) != want) {
+		if (fm_mono_ms() > end)
+			fail_msg("timer has %zu pending, want %zu",
+			    fm_timer_pending(f->b->timer), want);
+		sleep_ms(5);
+	}
+}
+
+static void
+publish_at(struct fx *f, const char *body, int64_t at, struct fm_pub_result *r)
+{
+	struct fm_prop prop = {"region", "eu"};
+	struct fm_pub_msg m;
+	char *cause = NULL;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	m.body = body;
+	m.body_len = strlen(body);
+	m.tag = "t";
+	m.props = &prop;
+	m.nprops = 1;
+	m.deliver_at = at;
+	rc = fm_broker_publish(f->b, TOPIC, &m, 1, r, &cause);
+	if (rc < 0)
+		fail_msg("publish: %s", cause ? cause : "?");
+	free(cause);
+}
+
+/* The value of property name in rec, or NULL. */
+static const char *
+prop(const struct fm_record *rec, const char *name)
+{
+	const char *p = rec->props, *end = p + rec->props_len;
+
+	while (p < end) {
+		const char *value = p + strlen(p) + 1;
+
+		if (strcmp(p, name) == 0)
+			return value;
+		p = value + strlen(value) + 1;
+	}
+	return NULL;
+}
+
+static void
+pull_all(struct fx *f, struct fm_pull_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	assert_int_equal(fm_broker_pull(f->b, TOPIC, 0, 0, 64, out, NULL), 0);
+}
+
+/* Unclean stop: no final index commit, as if killed after the last
+ * fdatasync (SYNC_FLUSH: every answered publish is in it). */
+static void
+crash_broker(struct fx *f)
+{
+	fm_timer_stop(f->b->timer);
+	f->b->timer = NULL;
+	fm_store_abandon(f->b->st);
+	f->b->st = NULL;
+	fm_broker_close(f->b);
+	f->b = NULL;
+}
+
+/* ---- tests ---- */
+
+static void
+heap_order(void **state)
+{
+	struct fm_timer_heap h = {NULL, 0, 0};
+	struct fm_timer_entry e, prev = {INT64_MIN, 0};
+	uint32_t x = 12345;
+	size_t n = 0;
+
+	(void)state;
+	for (uint64_t i = 0; i < 5000; i++) {
+		x = x * 1103515245u + 12345u;
+		fm_timer_heap_push(
+		    &h, (struct fm_timer_entry){(int64_t)(x >> 20) % 500, i});
+	}
+	while (fm_timer_heap_pop(&h, &e)) {
+		assert_true(e.at > prev.at ||
+		    (e.at == prev.at && e.offset > prev.offset));
+		prev = e;
+		n++;
+	}
+	assert_int_equal(n, 5000);
+	assert_int_equal(fm_timer_heap_pop(&h, &e), 0);
+	fm_timer_heap_free(&h);
+}
+
+static void
+due_in_order(void **state)
+{
+	struct fx *f = *state;
+	static const int delays[] = {300, 100, 200, 0};
+	static const char *const bodies[] = {"c", "a", "b", "now"};
+	struct fm_pub_result r[4];
+	struct fm_pull_result pr;
+	int64_t t0 = fm_now_ms(), seen;
+	uint64_t held;
+
+	for (int i = 0; i < 4; i++)
+		publish_at(f, bodies[i], delays[i] ? t0 + delays[i] : 0, &r[i]);
+	assert_int_equal(r[0].queue_id, 0);
+	assert_int_equal(r[1].queue_offset, 1); /* in the timer queue */
+	assert_int_equal(r[3].queue_offset, 0); /* in its topic */
+	wait_max(f, 1);
+	held = queue_max(f);
+	if (fm_now_ms() < t0 + 100) /* else the machine was too slow to tell */
+		assert_int_equal(held, 1);
+	seen = wait_max(f, 4);
+	assert_true(seen >= t0 + 300);
+	pull_all(f, &pr);
+	assert_int_equal(pr.msgs.n, 4);
+	assert_memory_equal(pr.msgs.items[0].rec.body, "now", 3);
+	for (int i = 1; i < 4; i++) {
+		const struct fm_record *rec = &pr.msgs.items[i].rec;
+		int k = i == 1 ? 1 : i == 2 ? 2 : 0; /* a, b, c */
+		char at[24];
+
+		assert_int_equal(rec->body_len, 1);
+		assert_memory_equal(rec->body, bodies[k], 1);
+		assert_true(rec->store_ts >= t0 + delays[k]);
+		assert_int_equal(rec->tag_len, 1);
+		assert_int_equal(rec->topic_len, strlen(TOPIC));
+		assert_string_equal(prop(rec, "region"), "eu");
+		assert_string_equal(
+		    prop(rec, "ORIGIN_MESSAGE_ID"), r[k].msg_id);
+		snprintf(at, sizeof(at), "%lld", (long long)(t0 + delays[k]));
+		assert_string_equal(prop(rec, "TIMER_DELIVER_MS"), at);
+		assert_null(prop(rec, FM_TIMER_PROP_TOPIC));
+		assert_null(prop(rec, FM_TIMER_PROP_QID));
+	}
+	fm_msg_list_free(&pr.msgs);
+	wait_pending(f, 0);
+}
+
+static void
+limits(void **state)
+{
+	struct fx *f = *state;
+	int64_t max_ms = (int64_t)f->cfg.timer_max_delay_sec * 1000;
+	struct fm_pub_msg m;
+	struct fm_pub_result r;
+	struct fm_topic_conf *list;
+	char *cause = NULL;
+	size_t n;
+
+	memset(&m, 0, sizeof(m));
+	m.body = "x";
+	m.body_len = 1;
+	m.deliver_at = fm_now_ms() + max_ms + 60000;
+	assert_int_equal(
+	    fm_broker_publish(f->b, TOPIC, &m, 1, &r, &cause), -FM_E_INVALID);
+	assert_non_null(strstr(cause, "timerMaxDelaySec"));
+	free(cause);
+	m.deliver_at = fm_now_ms() + max_ms - 60000;
+	assert_int_equal(fm_broker_publish(f->b, TOPIC, &m, 1, &r, NULL), 0);
+	m.deliver_at = 0;
+	assert_int_equal(
+	    fm_broker_publish(f->b, FM_TIMER_TOPIC, &m, 1, &r, &cause),
+	    -FM_E_INVALID);
+	free(cause);
+	assert_int_equal(fm_broker_topic_list(f->b, &list, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(list[i].name, FM_TIMER_TOPIC);
+	free(list);
+	assert_int_equal(fm_timer_pending(f->b->timer), 1);
+	assert_int_equal(queue_max(f), 0);
+}
+
+/* A batch mixing delays: one atomic append, each delivered on its own. */
+static void
+mixed_batch(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pub_msg m[3];
+	struct fm_pub_result r[3];
+	int64_t t0 = fm_now_ms();
+
+	memset(m, 0, sizeof(m));
+	for (int i = 0; i < 3; i++) {
+		m[i].body = "m";
+		m[i].body_len = 1;
+	}
+	m[0].deliver_at = t0 + 200;
+	m[2].deliver_at = t0 + 100;
+	assert_int_equal(fm_broker_publish(f->b, TOPIC, m, 3, r, NULL), 0);
+	assert_int_equal(r[1].queue_offset, 0);
+	assert_true(wait_max(f, 2) >= t0 + 100);
+	assert_true(wait_max(f, 3) >= t0 + 200);
+}
+
+/* Clean close with entries pending: the due one is delivered after the
+ * reopen (overdue: at once), the far one stays pending, and nothing is
+ * delivered twice across a second reopen. */
+static void
+durable_close(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pub_result r;
+	int64_t t0 = fm_now_ms();
+
+	publish_at(f, "soon", t0 + 150, &r);
+	publish_at(f, "later", t0 + 600000, &r);
+	fm_broker_close(f->b);
+	sleep_ms(250);
+	open_broker(f);
+	wait_max(f, 1);
+	wait_pending(f, 1);
+	fm_broker_close(f->b);
+	open_broker(f);
+	wait_pending(f, 1);
+	sleep_ms(100);
+	assert_int_equal(queue_max(f), 1);
+}
+
+/* Unclean stop: the marks in state.db survive it (no redelivery of what
+ * was delivered), and the pending entry is delivered on time. */
+static void
+durable_crash(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pub_result r;
+	int64_t t0 = fm_now_ms(), seen;
+
+	publish_at(f, "first", t0 + 100, &r);
+	publish_at(f, "second", t0 + 700, &r);
+	wait_max(f, 1);
+	crash_broker(f);
+	open_broker(f);
+	wait_pending(f, 1);
+	assert_int_equal(queue_max(f), 1);
+	seen = wait_max(f, 2);
+	assert_true(seen >= t0 + 700);
+	wait_pending(f, 0);
+	crash_broker(f);
+	open_broker(f);
+	wait_pending(f, 0);
+	sleep_ms(100);
+	assert_int_equal(queue_max(f), 2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(heap_order),
+	    cmocka_unit_test_setup_teardown(due_in_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(limits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(durable_close, setup, teardown),
+	    cmocka_unit_test_setup_teardown(durable_crash, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
