@@ -433,7 +433,6 @@ deliver(struct fm_timer *t, const struct fm_timer_entry *due, size_t n)
 		requeue(t, jobs, n);
 		goto out;
 	}
-	atomic_fetch_add(&t->b->published_msgs, m);
 	mark(t, jobs, n);
 out:
 	for (size_t i = 0; i < n; i++) {
@@ -482,11 +481,13 @@ run(void *arg)
 		int64_t now = fm_now_ms();
 		size_t n;
 
+		/* a scan step, then what is due: a long timer queue read
+		 * at start does not hold back entries that are overdue */
 		if (t->scanned < t->known_max) {
 			pthread_mutex_unlock(&t->lock);
 			scan_step(t);
 			pthread_mutex_lock(&t->lock);
-			continue;
+			now = fm_now_ms();
 		}
 		if ((n = take_due(t, due, now)) > 0) {
 			pthread_mutex_unlock(&t->lock);
@@ -494,7 +495,8 @@ run(void *arg)
 			pthread_mutex_lock(&t->lock);
 			continue;
 		}
-		sleep_until_due(t, now);
+		if (t->scanned >= t->known_max && !t->stop)
+			sleep_until_due(t, now);
 	}
 	pthread_mutex_unlock(&t->lock);
 	free(due);

@@ -60,7 +60,7 @@ open_broker(struct fx *f)
 }
 
 static int
-setup(void **state)
+setup_flush(void **state, enum fm_flush flush)
 {
 	struct fx *f = xcalloc(1, sizeof(*f));
 	const char *tmp = getenv("TMPDIR");
@@ -73,7 +73,7 @@ setup(void **state)
 	free(f->cfg.store_path_root_dir);
 	f->cfg.store_path_root_dir = xstrdup(f->dir);
 	f->cfg.mapped_file_size_commit_log = 64u << 10;
-	f->cfg.flush_disk_type = FM_FLUSH_SYNC;
+	f->cfg.flush_disk_type = flush;
 	f->cfg.listen_port = 18081;
 	open_broker(f);
 	assert_int_equal(fm_broker_topic_put(f->b, TOPIC, 1,
@@ -81,6 +81,21 @@ setup(void **state)
 	    0);
 	*state = f;
 	return 0;
+}
+
+/* ASYNC_FLUSH: publishes return at once, so delays of a few hundred ms
+ * keep their order even when the disk stalls. */
+static int
+setup(void **state)
+{
+	return setup_flush(state, FM_FLUSH_ASYNC);
+}
+
+/* SYNC_FLUSH: every answered publish survives fm_store_abandon. */
+static int
+setup_sync(void **state)
+{
+	return setup_flush(state, FM_FLUSH_SYNC);
 }
 
 static int
@@ -329,6 +344,67 @@ mixed_batch(void **state)
 	assert_true(wait_max(f, 3) >= t0 + 200);
 }
 
+/* More entries than one scan step and one delivery batch, in two
+ * publishes, with deliver_at out of order: each delivered once, in
+ * (deliver_at, publish) order. */
+static void
+many(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 600 };
+	struct fm_pub_msg *m = xcalloc(N, sizeof(*m));
+	struct fm_pub_result *r = xcalloc(N, sizeof(*r));
+	char(*bodies)[8] = xcalloc(N, sizeof(*bodies));
+	struct fm_pull_result pr;
+	char *seen = xcalloc(N, 1);
+	int64_t t0 = fm_now_ms() + 500, prev_at = 0;
+	uint64_t off = 0;
+	int prev_i = -1;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(bodies[i], sizeof(bodies[i]), "%d", i);
+		m[i].body = bodies[i];
+		m[i].body_len = strlen(bodies[i]);
+		m[i].deliver_at = t0 + (i * 7) % 13 * 20;
+	}
+	/* two publishes: one would not fit the test's 64 KiB segments */
+	assert_int_equal(fm_broker_publish(f->b, TOPIC, m, N / 2, r, NULL), 0);
+	assert_int_equal(
+	    fm_broker_publish(f->b, TOPIC, m + N / 2, N / 2, r + N / 2, NULL),
+	    0);
+	wait_max(f, N);
+	while (off < N) {
+		memset(&pr, 0, sizeof(pr));
+		assert_int_equal(
+		    fm_broker_pull(f->b, TOPIC, 0, off, 256, &pr, NULL), 0);
+		for (size_t k = 0; k < pr.msgs.n; k++) {
+			const struct fm_record *rec = &pr.msgs.items[k].rec;
+			char body[8] = "";
+			int i;
+
+			assert_true(rec->body_len < sizeof(body));
+			memcpy(body, rec->body, rec->body_len);
+			i = atoi(body);
+			assert_true(i >= 0 && i < N && !seen[i]);
+			seen[i] = 1;
+			assert_string_equal(
+			    prop(rec, "ORIGIN_MESSAGE_ID"), r[i].msg_id);
+			assert_true(m[i].deliver_at > prev_at ||
+			    (m[i].deliver_at == prev_at && i > prev_i));
+			prev_at = m[i].deliver_at;
+			prev_i = i;
+		}
+		off = pr.next_offset;
+		fm_msg_list_free(&pr.msgs);
+	}
+	wait_pending(f, 0);
+	assert_int_equal(queue_max(f), N);
+	free(seen);
+	free(bodies);
+	free(r);
+	free(m);
+}
+
 /* Clean close with entries pending: the due one is delivered after the
  * reopen (overdue: at once), the far one stays pending, and nothing is
  * delivered twice across a second reopen. */
@@ -387,8 +463,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(due_in_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(limits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(many, setup, teardown),
 	    cmocka_unit_test_setup_teardown(durable_close, setup, teardown),
-	    cmocka_unit_test_setup_teardown(durable_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        durable_crash, setup_sync, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
