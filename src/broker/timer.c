@@ -172,8 +172,8 @@ scan_step(struct fm_timer *t)
 	    t->b->st, FM_TIMER_TOPIC, 0, from, es, SCAN_MAX, &n);
 	if (err == -FM_E_GONE) {
 		fm_store_queue_range(t->b->st, FM_TIMER_TOPIC, 0, &min, &max);
-		fm_warn("timer: entries %" PRIu64 "..%" PRIu64
-		        " were removed by retention before delivery",
+		fm_warn("timer: entries [%" PRIu64 ", %" PRIu64
+		        ") were removed by retention before delivery",
 		    from, min);
 		pthread_mutex_lock(&t->lock);
 		t->scanned = min;
@@ -518,6 +518,11 @@ fm_timer_start(struct fm_broker *b, struct fm_timer **out)
 		goto fail;
 	fm_store_queue_range(b->st, FM_TIMER_TOPIC, 0, &min, &max);
 	t->scanned = t->low > min ? t->low : min;
+	if (t->low < min)
+		fm_warn("timer: entries [%" PRIu64 ", %" PRIu64
+		        ") were removed by retention; those not yet "
+		        "delivered are lost",
+		    t->low, min);
 	t->known_max = max;
 	t->recheck = 1;
 	if (pthread_create(&t->thread, NULL, run, t) != 0) {

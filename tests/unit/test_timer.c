@@ -4,7 +4,8 @@
  * deliver_at order and not before, the re-appended message's properties,
  * the publish limits, and durability of the pending entries and of the
  * delivery marks across a clean close and an unclean stop
- * (fm_store_abandon) with SYNC_FLUSH.
+ * (fm_store_abandon) with SYNC_FLUSH, and a pending entry lost to
+ * retention.
  *
  * Delays are a few hundred ms; waits poll the queue's max offset every
  * 5 ms with a deadline, so a loaded machine only makes a test slower.
@@ -455,6 +456,34 @@ durable_crash(void **state)
 	assert_int_equal(queue_max(f), 2);
 }
 
+/* Retention removed a pending timer record (a delay longer than
+ * fileReservedTime): after a reopen the scan from the watermark finds it
+ * gone, skips it (logged) and carries on with what is still there. */
+static void
+lost_to_retention(void **state)
+{
+	struct fx *f = *state;
+	char *body = xcalloc(1, 2000);
+	struct fm_pub_result r;
+	struct fm_pub_msg m;
+
+	publish_at(f, "far", fm_now_ms() + 600000, &r);
+	memset(&m, 0, sizeof(m));
+	memset(body, 'r', 2000);
+	m.body = body;
+	m.body_len = 2000;
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(
+		    fm_broker_publish(f->b, "filler", &m, 1, &r, NULL), 0);
+	fm_store_housekeep(f->b->st, fm_now_ms() + 100ll * 3600 * 1000);
+	fm_broker_close(f->b);
+	open_broker(f);
+	publish_at(f, "kept", fm_now_ms() + 100, &r);
+	wait_max(f, 1);
+	wait_pending(f, 0);
+	free(body);
+}
+
 int
 main(void)
 {
@@ -467,6 +496,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(durable_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        durable_crash, setup_sync, teardown),
+	    cmocka_unit_test_setup_teardown(lost_to_retention, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
