@@ -5,9 +5,10 @@
  * Owns struct fm_broker's lifetime and the order of start and stop:
  *   open:  waiters (the store may notify while it recovers), store, topic
  *          cache, groups, the timer service (it re-appends into topics).
- *   close: fire every waiter with FM_WAKE_SHUTDOWN, stop the timer (no
- *          more re-appends), close groups and the store (its dispatcher,
- *          the only notifier, stops), free the waiters.
+ *   close: fire every waiter with FM_WAKE_SHUTDOWN, stop the timer's
+ *          thread (no more re-appends), close groups and the store (its
+ *          dispatcher, the only notifier, stops), free the timer and the
+ *          waiters.
  * Does not own the policy of topics, publishing or reading (topics.c,
  * publish.c, query.c, watch.c, namesrv.c).
  */
@@ -193,6 +194,7 @@ fm_broker_close(struct fm_broker *b)
 	fm_groups_close(b->groups);
 	if (b->st)
 		fm_store_close(b->st);
+	fm_timer_free(b->timer);
 	fm_waiters_free(b->ws);
 	fm_topics_free(b);
 	pthread_rwlock_destroy(&b->topics_lock);

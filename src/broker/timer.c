@@ -533,7 +533,7 @@ fm_timer_start(struct fm_broker *b, struct fm_timer **out)
 	*out = t;
 	return 0;
 fail:
-	fm_timer_stop(t);
+	fm_timer_free(t);
 	return err;
 }
 
@@ -548,7 +548,16 @@ fm_timer_stop(struct fm_timer *t)
 		pthread_cond_broadcast(&t->cond);
 		pthread_mutex_unlock(&t->lock);
 		pthread_join(t->thread, NULL);
+		t->started = 0;
 	}
+}
+
+void
+fm_timer_free(struct fm_timer *t)
+{
+	if (t == NULL)
+		return;
+	fm_timer_stop(t);
 	fm_timer_heap_free(&t->heap);
 	free(t->skip);
 	pthread_cond_destroy(&t->cond);

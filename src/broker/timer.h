@@ -67,11 +67,15 @@ void fm_timer_heap_free(struct fm_timer_heap *h);
 
 /* Load the marks, scan the timer queue from the watermark and start the
  * service thread. b's store and topic cache must be open. *out is new
- * (fm_timer_stop). */
+ * (fm_timer_free). */
 int fm_timer_start(struct fm_broker *b, struct fm_timer **out);
-/* Stop the thread and free. What was not delivered stays in the timer
- * queue for the next start. NULL is ignored. */
+/* Stop the thread (no more re-appends). What was not delivered stays in
+ * the timer queue for the next start. fm_timer_notify stays safe to call
+ * until fm_timer_free, so other appenders may run until the store closes.
+ * NULL is ignored. */
 void fm_timer_stop(struct fm_timer *t);
+/* Stop (if still running) and free. NULL is ignored. */
+void fm_timer_free(struct fm_timer *t);
 /* The store made entries of topic's queue readable up to max_offset. */
 void fm_timer_notify(struct fm_timer *t, const char *topic, uint32_t queue_id,
     uint64_t max_offset);

@@ -208,7 +208,6 @@ static void
 crash_broker(struct fx *f)
 {
 	fm_timer_stop(f->b->timer);
-	f->b->timer = NULL;
 	fm_store_abandon(f->b->st);
 	f->b->st = NULL;
 	fm_broker_close(f->b);
