@@ -323,8 +323,8 @@ create_topics(struct fm_timer *t, struct job *jobs, size_t n)
 /* Fill recs from the jobs still ok, under topics_lock (read), so that a
  * topic deleted since create_topics gets nothing. Returns how many. */
 static size_t
-fill_recs(struct fm_timer *t, struct job *jobs, size_t n,
-    struct fm_record *recs, size_t *map)
+fill_recs(
+    struct fm_timer *t, struct job *jobs, size_t n, struct fm_record *recs)
 {
 	size_t m = 0;
 
@@ -350,7 +350,7 @@ fill_recs(struct fm_timer *t, struct job *jobs, size_t n,
 		r->queue_id = j->qid % bt->conf.queues;
 		r->deliver_at = 0;
 		r->reconsume_times = 0;
-		map[m++] = i;
+		m++;
 	}
 	return m;
 }
@@ -414,7 +414,6 @@ deliver(struct fm_timer *t, const struct fm_timer_entry *due, size_t n)
 {
 	struct job *jobs = xcalloc(n, sizeof(*jobs));
 	struct fm_record *recs = xcalloc(n, sizeof(*recs));
-	size_t *map = xcalloc(n, sizeof(*map));
 	size_t m;
 	int err;
 
@@ -424,7 +423,7 @@ deliver(struct fm_timer *t, const struct fm_timer_entry *due, size_t n)
 	}
 	create_topics(t, jobs, n);
 	pthread_rwlock_rdlock(&t->b->topics_lock);
-	m = fill_recs(t, jobs, n, recs, map);
+	m = fill_recs(t, jobs, n, recs);
 	err = m ? fm_store_append(t->b->st, recs, m) : 0;
 	pthread_rwlock_unlock(&t->b->topics_lock);
 	if (err != 0) {
@@ -439,7 +438,6 @@ out:
 		fm_buf_free(&jobs[i].buf);
 		free(jobs[i].props);
 	}
-	free(map);
 	free(recs);
 	free(jobs);
 }
