@@ -79,6 +79,7 @@
 #define ARM_IDLE_MS (3600 * 1000) /* watch deadline; re-armed after it */
 #define FRAME_HDR_MAX 10 /* server frames are never masked */
 #define ACK_BATCH 64 /* auto acks settled in one commit */
+#define WRITE_COALESCE (64 * 1024) /* bytes of frames sent in one write */
 
 /* A consumer group's stream (absent for the broadcast stream). */
 struct grp {
@@ -133,6 +134,8 @@ struct sess {
 	int64_t progress_ms; /* last frame taken, or queue became non-empty */
 	int64_t rx_ms; /* last bytes from the client */
 	int64_t ping_ms; /* ping outstanding since, 0 for none */
+	unsigned char
+	    *wbuf; /* owned: LWS_PRE + WRITE_COALESCE, for write_next */
 };
 
 struct fm_ws {
@@ -497,18 +500,11 @@ refill(struct sess *s)
 		lws_callback_on_writable(s->wsi);
 }
 
-/* Hand the next frame to lws (it buffers what the socket does not take
- * and calls back only once that is written). -1 closes the socket. */
-static int
-write_next(struct sess *s)
+/* Take f, the head of the send queue, as written: a receipt of an
+ * ack=auto stream is remembered, to be acked once the write is made. */
+static void
+taken(struct sess *s, struct frame *f)
 {
-	struct frame *f = s->head;
-
-	if (f == NULL)
-		return s->closing ? -1 : 0;
-	if (lws_write(s->wsi, f->data + f->start, f->len, LWS_WRITE_RAW) <
-	    (int)f->len)
-		return -1;
 	s->head = f->next;
 	if (s->head == NULL)
 		s->tail = NULL;
@@ -522,6 +518,41 @@ write_next(struct sess *s)
 		    sizeof(f->receipt));
 	}
 	free(f);
+}
+
+/* Hand queued frames to lws (it buffers what the socket does not take and
+ * calls back only once that is written): as many as fit in one
+ * WRITE_COALESCE buffer, in one write, since a system call per frame per
+ * subscriber was half of a fan-out's CPU (bench/RESULTS.md). A frame
+ * larger than that goes alone, from its own buffer. -1 closes the
+ * socket. */
+static int
+write_next(struct sess *s)
+{
+	struct frame *f = s->head;
+	size_t n = 0;
+
+	if (f == NULL)
+		return s->closing ? -1 : 0;
+	if (f->next == NULL || f->len > WRITE_COALESCE) {
+		if (lws_write(s->wsi, f->data + f->start, f->len,
+		        LWS_WRITE_RAW) < (int)f->len)
+			return -1;
+		taken(s, f);
+	} else {
+		if (s->wbuf == NULL)
+			s->wbuf = xmalloc(LWS_PRE + WRITE_COALESCE);
+		while ((f = s->head) != NULL && n + f->len <= WRITE_COALESCE &&
+		    (s->grp == NULL || s->grp->nacks < ACK_BATCH)) {
+			memcpy(
+			    s->wbuf + LWS_PRE + n, f->data + f->start, f->len);
+			n += f->len;
+			taken(s, f);
+		}
+		if (lws_write(s->wsi, s->wbuf + LWS_PRE, n, LWS_WRITE_RAW) <
+		    (int)n)
+			return -1;
+	}
 	if (s->grp != NULL && (s->grp->nacks == ACK_BATCH || s->head == NULL))
 		flush_acks(s);
 	s->progress_ms = fm_mono_ms();
@@ -739,6 +770,7 @@ sess_free(struct sess *s)
 	drop_queue(s);
 	fm_buf_free(&s->rx);
 	fm_buf_free(&s->msg);
+	free(s->wbuf);
 	s->done(s->done_arg);
 	free(s);
 }
