@@ -75,7 +75,11 @@ struct fm_pub_result {
  *  - keys: each non-empty; properties: names non-empty [A-Za-z0-9_.-],
  *    values any string; tag + keys + properties of one message, encoded,
  *    at most 32767 bytes (-FM_E_TOO_LARGE);
- *  - deliver_at >= 0 (stored; delayed delivery is the delay work's);
+ *  - deliver_at: 0, or at most timerMaxDelaySec ahead; a message due
+ *    more than 50 ms ahead waits in the timer queue (timer.h) and is
+ *    appended to its topic when due: its result's queue_id is the target
+ *    queue, its queue_offset the offset in the timer queue;
+ *  - the topic rmq_sys_wheel_timer is reserved (-FM_E_INVALID);
  *  - brokerRole SLAVE: -FM_E_NOT_WRITABLE "broker is a slave"; a topic
  *    without FM_PERM_WRITE: -FM_E_NOT_WRITABLE.
  * Queue: sharding_key (non-empty) -> FNV-1a 64 of it modulo the queue

@@ -57,6 +57,9 @@ int fm_broker_fail(char **cause, int err, const char *fmt, ...)
 /* topics.c */
 int fm_topics_load(struct fm_broker *b);
 void fm_topics_free(struct fm_broker *b);
+/* fm_broker_check_topic_name, and not a name the broker reserves for
+ * itself. 0 or -FM_E_INVALID with *cause. */
+int fm_topics_check_user_name(const char *name, char **cause);
 /* The cached topic, or NULL. topics_lock held (either mode). */
 struct fm_btopic *fm_topics_find(struct fm_broker *b, const char *name);
 /* Copy a topic's configuration: 0 or -FM_E_NOT_FOUND with the contract's

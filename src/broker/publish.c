@@ -345,13 +345,8 @@ publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
 	int64_t now;
 	int rc;
 
-	if ((rc = fm_broker_check_topic_name(topic, cause)) < 0)
+	if ((rc = fm_topics_check_user_name(topic, cause)) < 0)
 		goto fail;
-	if (strcmp(topic, FM_TIMER_TOPIC) == 0) {
-		rc = fm_broker_fail(cause, -FM_E_INVALID,
-		    "topic '%s' is reserved for delayed messages", topic);
-		goto fail;
-	}
 	if (b->cfg->broker_role == FM_ROLE_SLAVE) {
 		rc = fm_broker_fail(
 		    cause, -FM_E_NOT_WRITABLE, "broker is a slave");

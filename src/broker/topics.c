@@ -197,6 +197,17 @@ new_conf(
 }
 
 int
+fm_topics_check_user_name(const char *name, char **cause)
+{
+	int rc = fm_broker_check_topic_name(name, cause);
+
+	if (rc == 0 && strcmp(name, FM_TIMER_TOPIC) == 0)
+		rc = fm_broker_fail(cause, -FM_E_INVALID,
+		    "topic '%s' is reserved for delayed messages", name);
+	return rc;
+}
+
+int
 fm_broker_topic_put(struct fm_broker *b, const char *name, uint32_t queues,
     uint32_t perm, int *created, char **cause)
 {
@@ -206,7 +217,7 @@ fm_broker_topic_put(struct fm_broker *b, const char *name, uint32_t queues,
 
 	if (created)
 		*created = 0;
-	if ((rc = fm_broker_check_topic_name(name, cause)) < 0)
+	if ((rc = fm_topics_check_user_name(name, cause)) < 0)
 		return rc;
 	if ((rc = check_conf(queues, perm, cause)) < 0)
 		return rc;

@@ -189,6 +189,9 @@ def test_limits(t):
          "the timer topic is not listed", names)
     r = node.get(path("v1", "topics", "rmq_sys_wheel_timer"))
     t.is_error(r, 404, "nor readable as a topic")
+    r = node.req("PUT", path("v1", "topics", "rmq_sys_wheel_timer"),
+                 b'{"queues": 1}')
+    t.is_error(r, 400, "nor creatable as a topic")
 
 
 def test_kill9(t):
