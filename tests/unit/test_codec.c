@@ -238,6 +238,9 @@ test_writer(void **state)
 	fm_json_arr(&j, "a");
 	fm_json_i64(&j, NULL, -5);
 	fm_json_u64(&j, NULL, UINT64_MAX);
+	fm_json_i64(&j, NULL, INT64_MIN);
+	fm_json_i64(&j, NULL, INT64_MAX);
+	fm_json_u64(&j, NULL, 0);
 	fm_json_obj(&j, NULL);
 	fm_json_obj_end(&j);
 	fm_json_arr_end(&j);
@@ -248,7 +251,8 @@ test_writer(void **state)
 	fm_json_str(&j, "q\"", "x");
 	fm_json_obj_end(&j);
 	assert_string_equal(out.data,
-	    "{\"a\":[-5,18446744073709551615,{}],\"r\":0.25,\"nan\":null,"
+	    "{\"a\":[-5,18446744073709551615,-9223372036854775808,"
+	    "9223372036854775807,0,{}],\"r\":0.25,\"nan\":null,"
 	    "\"t\":true,\"n\":null,\"q\\\"\":\"x\"}");
 	fm_buf_free(&out);
 }
