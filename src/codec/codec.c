@@ -29,6 +29,15 @@ fm_json_init(struct fm_json *j, struct fm_buf *out)
 	j->first[0] = 1;
 }
 
+void
+fm_json_resume_obj(struct fm_json *j, struct fm_buf *out)
+{
+	j->out = out;
+	j->depth = 1;
+	j->first[0] = 0;
+	j->first[1] = 0;
+}
+
 /* Comma and key before a value at the current level. */
 static void
 member(struct fm_json *j, const char *key)

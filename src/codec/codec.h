@@ -37,6 +37,10 @@ struct fm_json {
 /* Every value function takes key: the member name inside an object, NULL
  * inside an array or at the top. */
 void fm_json_init(struct fm_json *j, struct fm_buf *out);
+/* Continue an object whose opening brace and first members are already
+ * in out (copied from a cache): the next member is written with its comma,
+ * and fm_json_obj_end closes it. */
+void fm_json_resume_obj(struct fm_json *j, struct fm_buf *out);
 void fm_json_obj(struct fm_json *j, const char *key);
 void fm_json_obj_end(struct fm_json *j);
 void fm_json_arr(struct fm_json *j, const char *key);

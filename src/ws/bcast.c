@@ -55,6 +55,21 @@ struct fm_bcast {
 	struct fm_bcast_arm *arm; /* owned reference, NULL when disarmed */
 	struct fm_buf ev; /* scratch: the event being built */
 	struct fm_buf cur; /* scratch: its cursor */
+	int64_t incarnation; /* the topic's created_ms: a topic deleted and
+	                        made again restarts its offsets */
+	struct fm_bcast_cache *cache; /* borrowed, NULL for none */
+};
+
+struct cache_ent {
+	char *topic; /* owned; NULL: the slot is empty */
+	int64_t incarnation;
+	uint32_t q;
+	uint64_t off;
+	struct fm_buf json; /* the event up to, not including, its cursor */
+};
+
+struct fm_bcast_cache {
+	struct cache_ent slot[FM_BCAST_CACHE_SLOTS]; /* direct-mapped */
 };
 
 /* ---- cursors ----
@@ -219,6 +234,7 @@ fm_bcast_open(struct fm_broker *b, const char *topic, const char *from,
 	bc->b = b;
 	bc->topic = xstrdup(topic);
 	bc->nq = tc.queues;
+	bc->incarnation = tc.created_ms;
 	bc->next = xcalloc(bc->nq, sizeof(*bc->next));
 	if (from != NULL && strcmp(from, "latest") != 0 &&
 	    strcmp(from, "earliest") != 0) {
@@ -250,6 +266,76 @@ fm_bcast_free(struct fm_bcast *bc)
 	free(bc->next);
 	free(bc->topic);
 	free(bc);
+}
+
+/* ---- the event cache ---- */
+
+struct fm_bcast_cache *
+fm_bcast_cache_new(void)
+{
+	return xcalloc(1, sizeof(struct fm_bcast_cache));
+}
+
+void
+fm_bcast_cache_free(struct fm_bcast_cache *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < FM_BCAST_CACHE_SLOTS; i++) {
+		free(c->slot[i].topic);
+		fm_buf_free(&c->slot[i].json);
+	}
+	free(c);
+}
+
+void
+fm_bcast_use_cache(struct fm_bcast *bc, struct fm_bcast_cache *c)
+{
+	bc->cache = c;
+}
+
+static struct cache_ent *
+cache_slot(struct fm_bcast_cache *c, const struct fm_bcast *bc, uint32_t q,
+    uint64_t off)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *p = bc->topic; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h ^= (uint64_t)q * 0x9e3779b97f4a7c15ull;
+	h += off;
+	return &c->slot[h % FM_BCAST_CACHE_SLOTS];
+}
+
+static const struct fm_buf *
+cache_get(const struct fm_bcast *bc, uint32_t q, uint64_t off)
+{
+	struct cache_ent *e = cache_slot(bc->cache, bc, q, off);
+
+	if (e->topic == NULL || e->off != off || e->q != q ||
+	    e->incarnation != bc->incarnation || strcmp(e->topic, bc->topic))
+		return NULL;
+	return &e->json;
+}
+
+static void
+cache_put(const struct fm_bcast *bc, uint32_t q, uint64_t off, const char *json,
+    size_t len)
+{
+	struct cache_ent *e;
+
+	if (len > FM_BCAST_CACHE_EVENT)
+		return;
+	e = cache_slot(bc->cache, bc, q, off);
+	if (e->topic == NULL || strcmp(e->topic, bc->topic) != 0) {
+		free(e->topic);
+		e->topic = xstrdup(bc->topic);
+	}
+	e->incarnation = bc->incarnation;
+	e->q = q;
+	e->off = off;
+	fm_buf_reset(&e->json);
+	fm_buf_add(&e->json, json, len);
 }
 
 /* ---- reading ---- */
@@ -299,7 +385,34 @@ emit_message(struct fm_bcast *bc, const struct fm_message *m,
 	fm_buf_reset(&bc->ev);
 	fm_json_init(&j, &bc->ev);
 	fm_codec_message_open(&j, NULL, m);
+	if (bc->cache != NULL)
+		cache_put(bc, m->rec.queue_id, m->rec.queue_offset, bc->ev.data,
+		    bc->ev.len);
 	emit_event(bc, &j, emit, arg);
+}
+
+/* Serve queue q from the cache as far as it holds the next offsets (a
+ * cached offset exists: it was read from the store). Returns how many
+ * events were emitted. */
+static int
+read_cached(struct fm_bcast *bc, uint32_t q, size_t *bytes,
+    fm_bcast_emit_fn emit, void *arg)
+{
+	const struct fm_buf *hit;
+	struct fm_json j;
+	int n = 0;
+
+	while (n < FM_BCAST_BATCH &&
+	    (hit = cache_get(bc, q, bc->next[q])) != NULL) {
+		fm_buf_reset(&bc->ev);
+		fm_buf_add(&bc->ev, hit->data, hit->len);
+		fm_json_resume_obj(&j, &bc->ev);
+		bc->next[q]++;
+		emit_event(bc, &j, emit, arg);
+		*bytes += bc->ev.len;
+		n++;
+	}
+	return n;
 }
 
 /* One turn on queue q: returns the bytes emitted (0: nothing new). */
@@ -311,9 +424,14 @@ read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
 	uint64_t first;
 	int err, n = 0;
 
+	/* a turn is FM_BCAST_BATCH events however many the cache holds, so
+	 * the merge order does not depend on what other readers read */
+	if (bc->cache != NULL &&
+	    (n = read_cached(bc, q, bytes, emit, arg)) == FM_BCAST_BATCH)
+		return n;
 	memset(&pr, 0, sizeof(pr));
-	err = fm_broker_pull(
-	    bc->b, bc->topic, q, bc->next[q], FM_BCAST_BATCH, &pr, cause);
+	err = fm_broker_pull(bc->b, bc->topic, q, bc->next[q],
+	    FM_BCAST_BATCH - (size_t)n, &pr, cause);
 	if (err < 0)
 		return err;
 	first =

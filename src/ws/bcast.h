@@ -46,6 +46,21 @@ int fm_bcast_open(struct fm_broker *b, const char *topic, const char *from,
 /* Disarms, then frees. NULL is a no-op. */
 void fm_bcast_free(struct fm_bcast *bc);
 
+/* A cache of recently read events (their JSON but the cursor), keyed by
+ * topic incarnation, queue and offset, shared by the readers of one
+ * thread: then N subscribers of a topic read, decode and encode each
+ * message once instead of N times. Bounded: FM_BCAST_CACHE_SLOTS events
+ * of at most FM_BCAST_CACHE_EVENT bytes. Not thread-safe: one per thread
+ * (the WebSocket service thread has one). */
+#define FM_BCAST_CACHE_SLOTS 2048
+#define FM_BCAST_CACHE_EVENT (16 * 1024)
+struct fm_bcast_cache;
+/* New, empty (fm_bcast_cache_free). */
+struct fm_bcast_cache *fm_bcast_cache_new(void);
+void fm_bcast_cache_free(struct fm_bcast_cache *c);
+/* bc reads through c (borrowed; it must outlive bc) from now on. */
+void fm_bcast_use_cache(struct fm_bcast *bc, struct fm_bcast_cache *c);
+
 /* The current cursor (text) into out (appended). */
 void fm_bcast_cursor(const struct fm_bcast *bc, struct fm_buf *out);
 

@@ -152,6 +152,8 @@ struct fm_ws {
 	int ctx_live; /* lws_cancel_service may be called */
 	int refusing; /* fm_ws_stop ran: adoptions are refused */
 	struct sess *sessions; /* service thread only */
+	struct fm_bcast_cache *cache; /* owned; used by the service thread
+	                                 only: events shared by its readers */
 };
 
 /* ---- frames out ----
@@ -923,6 +925,7 @@ fm_ws_start(const struct fm_config *cfg, struct fm_broker *b,
 
 	ws->cfg = cfg;
 	ws->b = b;
+	ws->cache = fm_bcast_cache_new();
 	pthread_mutex_init(&ws->lock, NULL);
 	atomic_init(&ws->stop, 0);
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
@@ -992,6 +995,7 @@ fm_ws_free(struct fm_ws *ws)
 {
 	if (ws == NULL)
 		return;
+	fm_bcast_cache_free(ws->cache);
 	pthread_mutex_destroy(&ws->lock);
 	free(ws);
 }
@@ -1081,6 +1085,7 @@ fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
 {
 	struct pending *p = xcalloc(1, sizeof(*p));
 
+	fm_bcast_use_cache(bc, ws->cache);
 	p->bc = bc;
 	p->done = done;
 	p->arg = arg;
