@@ -37,6 +37,10 @@ struct fm_broker {
 	char addr[128]; /* "http://brokerIP1:listenPort" */
 	int64_t started_ms; /* epoch ms */
 	pthread_rwlock_t topics_lock;
+	int64_t last_created_ms; /* topics_lock: created_ms is unique per
+	                            topic incarnation (a topic deleted and
+	                            made again differs), so readers can key
+	                            caches by it */
 	struct fm_btopic **topics; /* sorted by name (invariant 1) */
 	size_t ntopics;
 	size_t topics_cap;

@@ -99,8 +99,11 @@ fm_topics_load(struct fm_broker *b)
 	if (rc < 0)
 		return rc;
 	pthread_rwlock_wrlock(&b->topics_lock);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		cache_put(b, &list[i]);
+		if (list[i].created_ms > b->last_created_ms)
+			b->last_created_ms = list[i].created_ms;
+	}
 	pthread_rwlock_unlock(&b->topics_lock);
 	free(list);
 	return 0;
@@ -185,15 +188,20 @@ put_locked(struct fm_broker *b, const struct fm_topic_conf *tc, char **cause)
 	return 0;
 }
 
+/* topics_lock held for writing. */
 static void
-new_conf(
-    struct fm_topic_conf *tc, const char *name, uint32_t queues, uint32_t perm)
+new_conf(struct fm_broker *b, struct fm_topic_conf *tc, const char *name,
+    uint32_t queues, uint32_t perm)
 {
+	int64_t now = fm_now_ms();
+
 	memset(tc, 0, sizeof(*tc));
 	memcpy(tc->name, name, strlen(name) + 1);
 	tc->queues = queues;
 	tc->perm = perm;
-	tc->created_ms = fm_now_ms();
+	tc->created_ms =
+	    now > b->last_created_ms ? now : b->last_created_ms + 1;
+	b->last_created_ms = tc->created_ms;
 }
 
 int
@@ -230,7 +238,7 @@ fm_broker_topic_put(struct fm_broker *b, const char *name, uint32_t queues,
 		tc.queues = queues;
 		tc.perm = perm;
 	} else {
-		new_conf(&tc, name, queues, perm);
+		new_conf(b, &tc, name, queues, perm);
 	}
 	if ((rc = put_locked(b, &tc, cause)) < 0)
 		goto out;
@@ -311,7 +319,8 @@ auto_create(struct fm_broker *b, const char *name, char **cause)
 		return not_found(name, cause);
 	pthread_rwlock_wrlock(&b->topics_lock);
 	if (fm_topics_find(b, name) == NULL) {
-		new_conf(&tc, name, (uint32_t)b->cfg->default_topic_queue_nums,
+		new_conf(b, &tc, name,
+		    (uint32_t)b->cfg->default_topic_queue_nums,
 		    FM_PERM_READ | FM_PERM_WRITE);
 		rc = put_locked(b, &tc, cause);
 	}

@@ -260,6 +260,53 @@ resume_exactly(void **state)
 	events_free(&all);
 }
 
+/* Readers sharing a cache see exactly what uncached readers see, and a
+ * topic deleted and made again is never served its old events. */
+static void
+cache_shared(void **state)
+{
+	struct fx *f = *state;
+	struct fm_bcast_cache *c = fm_bcast_cache_new();
+	struct events plain = {0}, first = {0}, second = {0};
+	struct fm_bcast *bc;
+
+	put_topic(f->b, "cc", 3);
+	publish_n(f->b, "cc", 80, 10);
+	assert_int_equal(fm_bcast_open(f->b, "cc", "earliest", &bc, NULL), 0);
+	read_all(bc, &plain);
+	fm_bcast_free(bc);
+	for (int k = 0; k < 2; k++) {
+		struct events *e = k == 0 ? &first : &second;
+
+		assert_int_equal(
+		    fm_bcast_open(f->b, "cc", "earliest", &bc, NULL), 0);
+		fm_bcast_use_cache(bc, c);
+		read_all(bc, e);
+		fm_bcast_free(bc);
+		assert_int_equal(e->n, plain.n);
+		for (size_t i = 0; i < e->n; i++) {
+			assert_string_equal(e->json[i], plain.json[i]);
+			assert_string_equal(e->cursor[i], plain.cursor[i]);
+		}
+	}
+	events_free(&first);
+	events_free(&second);
+	/* same name, same offsets, other messages: the cache must miss */
+	assert_int_equal(fm_broker_topic_delete(f->b, "cc", NULL), 0);
+	put_topic(f->b, "cc", 3);
+	publish_n(f->b, "cc", 80, 12);
+	assert_int_equal(fm_bcast_open(f->b, "cc", "earliest", &bc, NULL), 0);
+	fm_bcast_use_cache(bc, c);
+	read_all(bc, &first);
+	fm_bcast_free(bc);
+	assert_int_equal(first.n, plain.n);
+	for (size_t i = 0; i < first.n; i++)
+		assert_string_not_equal(first.json[i], plain.json[i]);
+	events_free(&first);
+	events_free(&plain);
+	fm_bcast_cache_free(c);
+}
+
 static void
 bad_cursors(void **state)
 {
@@ -366,6 +413,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(resume_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_cursors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(cache_shared, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        gap_after_retention, setup, teardown),
 	    cmocka_unit_test_setup_teardown(arm_and_disarm, setup, teardown),
