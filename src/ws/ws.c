@@ -294,14 +294,19 @@ on_wake(void *arg, enum fm_bcast_why why)
 {
 	struct sess *s = arg;
 	struct fm_ws *ws = s->ws;
+	int kick;
 
 	pthread_mutex_lock(&ws->lock);
+	/* A non-empty woken list means a wake of the service thread is
+	 * already pending (serve() empties the list when it runs): one
+	 * lws_cancel_service per batch, not one per subscriber per message. */
+	kick = ws->woken == NULL;
 	if (!s->wake_pending) {
 		s->wake_pending = 1;
 		s->wnext = ws->woken;
 		ws->woken = s;
 	}
-	if (ws->ctx_live)
+	if (kick && ws->ctx_live)
 		lws_cancel_service(ws->ctx);
 	pthread_mutex_unlock(&ws->lock);
 }
