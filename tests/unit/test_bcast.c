@@ -5,13 +5,12 @@
  * yields a gap event before the messages, and armings wake once (data or
  * idle) and never after a disarm.
  */
-#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+#include "config.h" /* first: it defines _GNU_SOURCE */
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,14 +26,9 @@
 #include "broker/broker.h"
 #include "broker/internal.h" /* b->st, for retention */
 #include "ws/bcast.h"
+#include "fixture.h"
 
 #define MAX_EVENTS 512
-
-struct fx {
-	char dir[256];
-	struct fm_config cfg;
-	struct fm_broker *b;
-};
 
 /* Events collected by emit(): JSON text and cursor of each. */
 struct events {
@@ -44,29 +38,11 @@ struct events {
 };
 
 static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
-	struct fx *f = xcalloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
-	char *cause = NULL;
+	struct fx *f = fx_new("fmbcast");
 
-	snprintf(f->dir, sizeof(f->dir), "%s/fmbcastXXXXXX",
-	    tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
-	fm_config_defaults(&f->cfg);
-	free(f->cfg.store_path_root_dir);
-	f->cfg.store_path_root_dir = xstrdup(f->dir);
-	f->cfg.mapped_file_size_commit_log = 64u << 10;
-	f->cfg.max_message_size = 4096;
-	f->cfg.listen_port = 18081;
-	if (fm_broker_open(&f->cfg, &f->b, &cause) < 0)
-		fail_msg("fm_broker_open: %s", cause ? cause : "?");
+	fx_open(f);
 	*state = f;
 	return 0;
 }
@@ -74,12 +50,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	fm_broker_close(f->b);
-	fm_config_free(&f->cfg);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
+	fx_free(*state);
 	return 0;
 }
 

@@ -9,13 +9,12 @@
  * after fm_broker_publish returns. Tests wait for that with a watch
  * (wait_readable), never with a blind sleep.
  */
-#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+#include "config.h" /* first: it defines _GNU_SOURCE */
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,47 +29,15 @@
 #include "base/xmalloc.h"
 #include "broker/broker.h"
 #include "broker/internal.h" /* b->st, for retention */
-
-struct fx {
-	char dir[256];
-	struct fm_config cfg;
-	struct fm_broker *b;
-};
-
-static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static void
-open_broker(struct fx *f)
-{
-	char *cause = NULL;
-	int rc = fm_broker_open(&f->cfg, &f->b, &cause);
-
-	if (rc < 0)
-		fail_msg("fm_broker_open: %s", cause ? cause : "?");
-	free(cause);
-}
+#include "fixture.h"
 
 static int
 setup(void **state)
 {
-	struct fx *f = xcalloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
+	struct fx *f = fx_new("fmbroker");
 
-	snprintf(f->dir, sizeof(f->dir), "%s/fmbrokerXXXXXX",
-	    tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
-	fm_config_defaults(&f->cfg);
-	free(f->cfg.store_path_root_dir);
-	f->cfg.store_path_root_dir = xstrdup(f->dir);
-	f->cfg.mapped_file_size_commit_log = 64u << 10;
-	f->cfg.max_message_size = 4096;
 	f->cfg.default_topic_queue_nums = 4;
-	f->cfg.listen_port = 18080;
-	open_broker(f);
+	fx_open(f);
 	*state = f;
 	return 0;
 }
@@ -78,12 +45,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	fm_broker_close(f->b);
-	fm_config_free(&f->cfg);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
+	fx_free(*state);
 	return 0;
 }
 
@@ -453,7 +415,7 @@ sharding_and_round_robin(void **state)
 	}
 	/* Same key, same queue after a restart. */
 	fm_broker_close(f->b);
-	open_broker(f);
+	fx_open(f);
 	pub_ok(f->b, "fifo", "after", NULL, "order-1", &r);
 	assert_int_equal(r.queue_id, q0);
 	assert_true(r.queue_offset == 10);
@@ -667,7 +629,7 @@ watches(void **state)
 	assert_int_equal(wake_wait(&w, 3000), FM_WAKE_DATA);
 	assert_int_equal(w.count, 1);
 	assert_int_equal(any.count, 1);
-	open_broker(f);
+	fx_open(f);
 	wake_destroy(&w);
 	wake_destroy(&any);
 	wake_destroy(&t);

@@ -10,13 +10,12 @@
  * Waiting is always on a watch: the group's watch topic for messages
  * that become visible again, the DLQ topic's queue for dead letters.
  */
-#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+#include "config.h" /* first: it defines _GNU_SOURCE */
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,49 +29,18 @@
 #include "base/xmalloc.h"
 #include "broker/broker.h"
 #include "store/store.h"
+#include "fixture.h"
 
 #define QUEUES 4
-
-struct fx {
-	char dir[256];
-	struct fm_config cfg;
-	struct fm_broker *b;
-};
-
-static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static void
-open_broker(struct fx *f)
-{
-	char *cause = NULL;
-
-	if (fm_broker_open(&f->cfg, &f->b, &cause) < 0)
-		fail_msg("fm_broker_open: %s", cause ? cause : "?");
-	free(cause);
-}
 
 static int
 setup(void **state)
 {
-	struct fx *f = xcalloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
+	struct fx *f = fx_new("fmgroups");
 
-	snprintf(f->dir, sizeof(f->dir), "%s/fmgroupsXXXXXX",
-	    tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
-	fm_config_defaults(&f->cfg);
-	free(f->cfg.store_path_root_dir);
-	f->cfg.store_path_root_dir = xstrdup(f->dir);
-	f->cfg.mapped_file_size_commit_log = 64u << 10;
-	f->cfg.max_message_size = 4096;
 	f->cfg.default_topic_queue_nums = QUEUES;
 	f->cfg.max_reconsume_times = 1;
-	f->cfg.listen_port = 18081;
-	open_broker(f);
+	fx_open(f);
 	*state = f;
 	return 0;
 }
@@ -80,12 +48,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	fm_broker_close(f->b);
-	fm_config_free(&f->cfg);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(f);
+	fx_free(*state);
 	return 0;
 }
 
@@ -372,7 +335,7 @@ test_survives_reopen(void **state)
 	assert_int_equal(r.msgs.n, 3);
 	assert_int_equal(settle1(f, "t", "g", 0, -1, r.receipts[0]), 0);
 	fm_broker_close(f->b);
-	open_broker(f);
+	fx_open(f);
 	/* a handle given before the restart is still the live one */
 	assert_int_equal(settle1(f, "t", "g", 0, -1, r.receipts[1]), 0);
 	assert_int_equal(

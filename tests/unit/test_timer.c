@@ -10,13 +10,12 @@
  * Delays are a few hundred ms; waits poll the queue's max offset every
  * 5 ms with a deadline, so a loaded machine only makes a test slower.
  */
-#include "config.h" /* first: it defines _GNU_SOURCE (nftw) */
+#include "config.h" /* first: it defines _GNU_SOURCE */
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,53 +29,19 @@
 #include "base/xmalloc.h"
 #include "broker/broker.h"
 #include "broker/internal.h" /* b->st and b->timer, for the unclean stop */
+#include "fixture.h"
 
 #define TOPIC "delayed"
 #define WAIT_MS 5000 /* longest wait for a delivery on a loaded machine */
 
-struct fx {
-	char dir[256];
-	struct fm_config cfg;
-	struct fm_broker *b;
-};
-
-static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void
-open_broker(struct fx *f)
-{
-	char *cause = NULL;
-	int rc = fm_broker_open(&f->cfg, &f->b, &cause);
-
-	if (rc < 0)
-		fail_msg("fm_broker_open: %s", cause ? cause : "?");
-	free(cause);
-}
-
 static int
 setup_flush(void **state, enum fm_flush flush)
 {
-	struct fx *f = xcalloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
+	struct fx *f = fx_new("fmtimer");
 	int created;
 
-	snprintf(f->dir, sizeof(f->dir), "%s/fmtimerXXXXXX",
-	    tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
-	fm_config_defaults(&f->cfg);
-	free(f->cfg.store_path_root_dir);
-	f->cfg.store_path_root_dir = xstrdup(f->dir);
-	f->cfg.mapped_file_size_commit_log = 64u << 10;
 	f->cfg.flush_disk_type = flush;
-	f->cfg.listen_port = 18081;
-	open_broker(f);
+	fx_open(f);
 	assert_int_equal(fm_broker_topic_put(f->b, TOPIC, 1,
 	                     FM_PERM_READ | FM_PERM_WRITE, &created, NULL),
 	    0);
@@ -102,12 +67,7 @@ setup_sync(void **state)
 static int
 teardown(void **state)
 {
-	struct fx *f = *state;
-
-	fm_broker_close(f->b);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	fm_config_free(&f->cfg);
-	free(f);
+	fx_free(*state);
 	return 0;
 }
 
@@ -419,11 +379,11 @@ durable_close(void **state)
 	publish_at(f, "later", t0 + 600000, &r);
 	fm_broker_close(f->b);
 	sleep_ms(250);
-	open_broker(f);
+	fx_open(f);
 	wait_max(f, 1);
 	wait_pending(f, 1);
 	fm_broker_close(f->b);
-	open_broker(f);
+	fx_open(f);
 	wait_pending(f, 1);
 	sleep_ms(100);
 	assert_int_equal(queue_max(f), 1);
@@ -442,14 +402,14 @@ durable_crash(void **state)
 	publish_at(f, "second", t0 + 700, &r);
 	wait_max(f, 1);
 	crash_broker(f);
-	open_broker(f);
+	fx_open(f);
 	wait_pending(f, 1);
 	assert_int_equal(queue_max(f), 1);
 	seen = wait_max(f, 2);
 	assert_true(seen >= t0 + 700);
 	wait_pending(f, 0);
 	crash_broker(f);
-	open_broker(f);
+	fx_open(f);
 	wait_pending(f, 0);
 	sleep_ms(100);
 	assert_int_equal(queue_max(f), 2);
@@ -476,7 +436,7 @@ lost_to_retention(void **state)
 		    fm_broker_publish(f->b, "filler", &m, 1, &r, NULL), 0);
 	fm_store_housekeep(f->b->st, fm_now_ms() + 100ll * 3600 * 1000);
 	fm_broker_close(f->b);
-	open_broker(f);
+	fx_open(f);
 	publish_at(f, "kept", fm_now_ms() + 100, &r);
 	wait_max(f, 1);
 	wait_pending(f, 0);
