@@ -6,6 +6,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/xmalloc.h"
 #include "store/sql.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -94,5 +95,26 @@ fm_sql_run(sqlite3_stmt *st)
 
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
+}
+
+int
+fm_sql_rows(sqlite3_stmt *st, size_t size, fm_sql_row_fn row, void *arg,
+    void **v, size_t *len, size_t *cap)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *elem;
+
+		if (*len == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*v = xreallocarray(*v, *cap, size);
+		}
+		elem = (char *)*v + (*len)++ * size;
+		memset(elem, 0, size);
+		row(st, elem, arg);
+	}
+	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
 }

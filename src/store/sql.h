@@ -23,6 +23,14 @@ int fm_sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out);
 /* Step a prepared statement that returns no rows, then reset it and clear
  * its bindings. Returns 0 or a negative FM_E_* code. */
 int fm_sql_run(sqlite3_stmt *st);
+/* Fills one zeroed element from the current row of st. */
+typedef void (*fm_sql_row_fn)(sqlite3_stmt *st, void *elem, void *arg);
+/* Step st to its end, appending one element of size bytes per row to the
+ * growing array *v (*len used, *cap allocated; new memory the caller
+ * frees, also on error), then reset st. Returns 0 or a negative FM_E_*
+ * code. */
+int fm_sql_rows(sqlite3_stmt *st, size_t size, fm_sql_row_fn row, void *arg,
+    void **v, size_t *len, size_t *cap);
 /* Map an SQLite result code to 0 or a negative FM_E_* code. */
 int fm_sql_err(int rc);
 

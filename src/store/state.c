@@ -170,9 +170,10 @@ fm_state_close(struct fm_state *s)
 }
 
 static void
-row_topic(sqlite3_stmt *st, struct fm_topic_conf *tc)
+row_topic(sqlite3_stmt *st, void *elem, void *arg)
 {
 	const unsigned char *name = sqlite3_column_text(st, 0);
+	struct fm_topic_conf *tc = elem;
 
 	memset(tc, 0, sizeof *tc);
 	if (name != NULL)
@@ -209,7 +210,7 @@ fm_state_topic_get(
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		row_topic(st, tc);
+		row_topic(st, tc, NULL);
 		err = 0;
 	} else {
 		err = rc == SQLITE_DONE ? -FM_E_NOT_FOUND : fm_sql_err(rc);
@@ -223,29 +224,20 @@ fm_state_topic_get(
 int
 fm_state_topic_list(struct fm_state *s, struct fm_topic_conf **out, size_t *n)
 {
-	sqlite3_stmt *st = s->st[S_TOPIC_LIST];
-	struct fm_topic_conf *v = NULL;
-	size_t len = 0, cap = 0;
-	int rc, err;
+	size_t cap = 0;
+	int err;
 
+	*out = NULL;
+	*n = 0;
 	pthread_mutex_lock(&s->lock);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xreallocarray(v, cap, sizeof *v);
-		}
-		row_topic(st, &v[len++]);
-	}
-	err = rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
-	sqlite3_reset(st);
+	err = fm_sql_rows(s->st[S_TOPIC_LIST], sizeof(**out), row_topic, NULL,
+	    (void **)out, n, &cap);
 	pthread_mutex_unlock(&s->lock);
-	if (err != 0)
-		goto fail;
-	*out = v;
-	*n = len;
-	return 0;
-fail:
-	free(v);
+	if (err != 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
 	return err;
 }
 
@@ -282,39 +274,34 @@ fail:
 	return err;
 }
 
+static void
+row_tomb(sqlite3_stmt *st, void *elem, void *arg)
+{
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	struct fm_tombstone *tb = elem;
+
+	if (t != NULL)
+		strncpy(tb->topic, (const char *)t, FM_REC_MAX_TOPIC);
+	tb->log_offset = (uint64_t)sqlite3_column_int64(st, 1);
+}
+
 int
 fm_state_tombstones(struct fm_state *s, struct fm_tombstone **out, size_t *n)
 {
-	sqlite3_stmt *st = s->st[S_TOMB_LIST];
-	struct fm_tombstone *v = NULL;
-	size_t len = 0, cap = 0;
-	int rc, err;
+	size_t cap = 0;
+	int err;
 
+	*out = NULL;
+	*n = 0;
 	pthread_mutex_lock(&s->lock);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
-
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xreallocarray(v, cap, sizeof *v);
-		}
-		memset(&v[len], 0, sizeof v[len]);
-		if (t != NULL)
-			strncpy(
-			    v[len].topic, (const char *)t, FM_REC_MAX_TOPIC);
-		v[len].log_offset = (uint64_t)sqlite3_column_int64(st, 1);
-		len++;
-	}
-	err = rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
-	sqlite3_reset(st);
+	err = fm_sql_rows(s->st[S_TOMB_LIST], sizeof(**out), row_tomb, NULL,
+	    (void **)out, n, &cap);
 	pthread_mutex_unlock(&s->lock);
-	if (err != 0)
-		goto fail;
-	*out = v;
-	*n = len;
-	return 0;
-fail:
-	free(v);
+	if (err != 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
 	return err;
 }
 
@@ -453,34 +440,30 @@ row_names(sqlite3_stmt *st, struct fm_grow *g)
 	g->offset = (uint64_t)sqlite3_column_int64(st, 3);
 }
 
+/* One row of a group list statement; arg points at its fm_grow_kind. */
+static void
+row_grow(sqlite3_stmt *st, void *elem, void *arg)
+{
+	struct fm_grow *g = elem;
+
+	g->kind = *(const enum fm_grow_kind *)arg;
+	row_names(st, g);
+	if (g->kind == FM_GROW_OFFSET) {
+		g->next = (uint64_t)sqlite3_column_int64(st, 4);
+	} else {
+		g->nonce = (uint64_t)sqlite3_column_int64(st, 4);
+		g->reconsume = (uint32_t)sqlite3_column_int64(st, 5);
+		g->visible_at = sqlite3_column_int64(st, 6);
+	}
+}
+
 /* Append the rows of one list statement to *v. */
 static int
 group_list(sqlite3_stmt *st, enum fm_grow_kind kind, struct fm_grow **v,
     size_t *len, size_t *cap)
 {
-	int rc;
-
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct fm_grow *g;
-
-		if (*len == *cap) {
-			*cap = *cap ? *cap * 2 : 16;
-			*v = xreallocarray(*v, *cap, sizeof(**v));
-		}
-		g = &(*v)[(*len)++];
-		memset(g, 0, sizeof(*g));
-		g->kind = kind;
-		row_names(st, g);
-		if (kind == FM_GROW_OFFSET) {
-			g->next = (uint64_t)sqlite3_column_int64(st, 4);
-		} else {
-			g->nonce = (uint64_t)sqlite3_column_int64(st, 4);
-			g->reconsume = (uint32_t)sqlite3_column_int64(st, 5);
-			g->visible_at = sqlite3_column_int64(st, 6);
-		}
-	}
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
+	return fm_sql_rows(
+	    st, sizeof(**v), row_grow, &kind, (void **)v, len, cap);
 }
 
 int
@@ -519,29 +502,25 @@ timer_low(struct fm_state *s, uint64_t *low)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fm_sql_err(rc);
 }
 
+static void
+row_u64(sqlite3_stmt *st, void *elem, void *arg)
+{
+	*(uint64_t *)elem = (uint64_t)sqlite3_column_int64(st, 0);
+}
+
 static int
 timer_done_list(struct fm_state *s, uint64_t **out, size_t *n)
 {
-	sqlite3_stmt *st = s->st[S_TIMER_DONE_LIST];
-	uint64_t *v = NULL;
-	size_t len = 0, cap = 0;
-	int rc;
+	size_t cap = 0;
+	int err = fm_sql_rows(s->st[S_TIMER_DONE_LIST], sizeof(**out), row_u64,
+	    NULL, (void **)out, n, &cap);
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xreallocarray(v, cap, sizeof *v);
-		}
-		v[len++] = (uint64_t)sqlite3_column_int64(st, 0);
+	if (err != 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
 	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return fm_sql_err(rc);
-	}
-	*out = v;
-	*n = len;
-	return 0;
+	return err;
 }
 
 int
