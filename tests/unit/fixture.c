@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "base/xmalloc.h"
 #include "fixture.h"
 
@@ -60,4 +61,47 @@ fx_free(struct fx *f)
 	fm_config_free(&f->cfg);
 	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
+}
+
+void
+fx_wake_init(struct fx_wake *w)
+{
+	pthread_mutex_init(&w->m, NULL);
+	fm_cond_init_monotonic(&w->c);
+	w->count = 0;
+}
+
+void
+fx_wake_destroy(struct fx_wake *w)
+{
+	pthread_cond_destroy(&w->c);
+	pthread_mutex_destroy(&w->m);
+}
+
+void
+fx_wake_cb(void *arg, enum fm_wake why)
+{
+	struct fx_wake *w = arg;
+
+	pthread_mutex_lock(&w->m);
+	w->count++;
+	w->why = why;
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+int
+fx_wake_wait(struct fx_wake *w, int ms)
+{
+	struct timespec ts;
+	int why = -1;
+
+	fm_deadline_ts(&ts, ms);
+	pthread_mutex_lock(&w->m);
+	while (w->count == 0 && pthread_cond_timedwait(&w->c, &w->m, &ts) == 0)
+		;
+	if (w->count > 0)
+		why = (int)w->why;
+	pthread_mutex_unlock(&w->m);
+	return why;
 }

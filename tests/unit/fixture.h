@@ -6,6 +6,8 @@
 #ifndef FM_TESTS_FIXTURE_H
 #define FM_TESTS_FIXTURE_H
 
+#include <pthread.h>
+
 #include "base/config.h"
 #include "broker/broker.h"
 
@@ -23,5 +25,20 @@ struct fx *fx_new(const char *prefix);
 void fx_open(struct fx *f);
 /* Close the broker if open, remove the directory, free f. */
 void fx_free(struct fx *f);
+
+/* Records the wakes of broker watches (fm_wake_fn) for a test to wait on. */
+struct fx_wake {
+	pthread_mutex_t m;
+	pthread_cond_t c; /* monotonic */
+	int count; /* wakes so far */
+	enum fm_wake why; /* of the last one */
+};
+
+void fx_wake_init(struct fx_wake *w);
+void fx_wake_destroy(struct fx_wake *w);
+/* The fm_wake_fn: arg is a struct fx_wake. */
+void fx_wake_cb(void *arg, enum fm_wake why);
+/* The last wake's reason once one came, or -1 when none came within ms. */
+int fx_wake_wait(struct fx_wake *w, int ms);
 
 #endif

@@ -51,68 +51,18 @@ teardown(void **state)
 
 /* ---- waking ---- */
 
-struct wake {
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	int count;
-	enum fm_wake why;
-};
-
-static void
-wake_init(struct wake *w)
-{
-	pthread_mutex_init(&w->m, NULL);
-	fm_cond_init_monotonic(&w->c);
-	w->count = 0;
-}
-
-static void
-wake_destroy(struct wake *w)
-{
-	pthread_cond_destroy(&w->c);
-	pthread_mutex_destroy(&w->m);
-}
-
-static void
-wake_cb(void *arg, enum fm_wake why)
-{
-	struct wake *w = arg;
-
-	pthread_mutex_lock(&w->m);
-	w->count++;
-	w->why = why;
-	pthread_cond_broadcast(&w->c);
-	pthread_mutex_unlock(&w->m);
-}
-
-/* The wake reason, or -1 when nothing fired within ms. */
-static int
-wake_wait(struct wake *w, int ms)
-{
-	struct timespec ts;
-	int why = -1;
-
-	fm_deadline_ts(&ts, ms);
-	pthread_mutex_lock(&w->m);
-	while (w->count == 0 && pthread_cond_timedwait(&w->c, &w->m, &ts) == 0)
-		;
-	if (w->count > 0)
-		why = (int)w->why;
-	pthread_mutex_unlock(&w->m);
-	return why;
-}
-
 /* Wait until queue q of topic holds a message at offset. */
 static void
 wait_readable(
     struct fm_broker *b, const char *topic, uint32_t q, uint64_t offset)
 {
-	struct wake w;
+	struct fx_wake w;
 
-	wake_init(&w);
-	fm_broker_watch(b, topic, q, offset, fm_mono_ms() + 5000, wake_cb, &w);
-	assert_int_equal(wake_wait(&w, 6000), FM_WAKE_DATA);
-	wake_destroy(&w);
+	fx_wake_init(&w);
+	fm_broker_watch(
+	    b, topic, q, offset, fm_mono_ms() + 5000, fx_wake_cb, &w);
+	assert_int_equal(fx_wake_wait(&w, 6000), FM_WAKE_DATA);
+	fx_wake_destroy(&w);
 }
 
 /* ---- helpers ---- */
@@ -580,60 +530,61 @@ watches(void **state)
 {
 	struct fx *f = *state;
 	struct fm_pub_result r;
-	struct wake w, any, t, gone;
+	struct fx_wake w, any, t, gone;
 	struct fm_watch *h;
 	struct fm_broker_metrics mt;
 	int64_t start;
 
 	put_ok(f->b, "w", 2, RW);
-	wake_init(&w);
-	wake_init(&any);
-	wake_init(&gone);
-	fm_broker_watch(f->b, "w", 0, 0, fm_mono_ms() + 5000, wake_cb, &w);
+	fx_wake_init(&w);
+	fx_wake_init(&any);
+	fx_wake_init(&gone);
+	fm_broker_watch(f->b, "w", 0, 0, fm_mono_ms() + 5000, fx_wake_cb, &w);
 	fm_broker_watch(
-	    f->b, "w", FM_ANY_QUEUE, 0, fm_mono_ms() + 5000, wake_cb, &any);
+	    f->b, "w", FM_ANY_QUEUE, 0, fm_mono_ms() + 5000, fx_wake_cb, &any);
 	h = fm_broker_watch(
-	    f->b, "w", 1, 100, fm_mono_ms() + 5000, wake_cb, &gone);
+	    f->b, "w", 1, 100, fm_mono_ms() + 5000, fx_wake_cb, &gone);
 	fm_broker_metrics(f->b, &mt);
 	assert_true(mt.waiters == 3);
-	assert_int_equal(wake_wait(&w, 50), -1);
+	assert_int_equal(fx_wake_wait(&w, 50), -1);
 	pub_ok(f->b, "w", "x", NULL, "k", &r);
 	if (r.queue_id != 0)
 		pub_ok(f->b, "w", "y", NULL, "k2", &r);
-	assert_int_equal(wake_wait(&any, 3000), FM_WAKE_DATA);
+	assert_int_equal(fx_wake_wait(&any, 3000), FM_WAKE_DATA);
 	assert_int_equal(fm_broker_unwatch(f->b, h), 1);
 	assert_int_equal(fm_broker_unwatch(f->b, h), 0);
 
 	/* Data already there: fires at once. */
-	wake_init(&t);
+	fx_wake_init(&t);
 	fm_broker_watch(
-	    f->b, "w", r.queue_id, 0, fm_mono_ms() + 5000, wake_cb, &t);
-	assert_int_equal(wake_wait(&t, 1000), FM_WAKE_DATA);
-	wake_destroy(&t);
+	    f->b, "w", r.queue_id, 0, fm_mono_ms() + 5000, fx_wake_cb, &t);
+	assert_int_equal(fx_wake_wait(&t, 1000), FM_WAKE_DATA);
+	fx_wake_destroy(&t);
 
 	start = fm_mono_ms();
-	wake_init(&t);
-	fm_broker_watch(f->b, "w", 0, 1000, fm_mono_ms() + 150, wake_cb, &t);
-	assert_int_equal(wake_wait(&t, 3000), FM_WAKE_TIMEOUT);
+	fx_wake_init(&t);
+	fm_broker_watch(f->b, "w", 0, 1000, fm_mono_ms() + 150, fx_wake_cb, &t);
+	assert_int_equal(fx_wake_wait(&t, 3000), FM_WAKE_TIMEOUT);
 	assert_true(fm_mono_ms() - start >= 140);
 	assert_int_equal(gone.count, 0);
-	wake_destroy(&t);
+	fx_wake_destroy(&t);
 
 	/* Closing fires what is still parked, once. */
-	wake_init(&t);
-	fm_broker_watch(f->b, "w", 0, 1000, fm_mono_ms() + 60000, wake_cb, &t);
+	fx_wake_init(&t);
+	fm_broker_watch(
+	    f->b, "w", 0, 1000, fm_mono_ms() + 60000, fx_wake_cb, &t);
 	fm_broker_close(f->b);
 	f->b = NULL;
 	assert_int_equal(t.count, 1);
 	assert_int_equal(t.why, FM_WAKE_SHUTDOWN);
-	assert_int_equal(wake_wait(&w, 3000), FM_WAKE_DATA);
+	assert_int_equal(fx_wake_wait(&w, 3000), FM_WAKE_DATA);
 	assert_int_equal(w.count, 1);
 	assert_int_equal(any.count, 1);
 	fx_open(f);
-	wake_destroy(&w);
-	wake_destroy(&any);
-	wake_destroy(&t);
-	wake_destroy(&gone);
+	fx_wake_destroy(&w);
+	fx_wake_destroy(&any);
+	fx_wake_destroy(&t);
+	fx_wake_destroy(&gone);
 }
 
 static void
@@ -841,13 +792,13 @@ consume_all(struct fm_broker *b, uint32_t queues, int *seen)
 		}
 		total += got;
 		if (got == 0) {
-			struct wake w;
+			struct fx_wake w;
 
-			wake_init(&w);
+			fx_wake_init(&w);
 			fm_broker_watch(b, "race", 0, next[0],
-			    fm_mono_ms() + 200, wake_cb, &w);
-			assert_true(wake_wait(&w, 3000) >= 0);
-			wake_destroy(&w);
+			    fm_mono_ms() + 200, fx_wake_cb, &w);
+			assert_true(fx_wake_wait(&w, 3000) >= 0);
+			fx_wake_destroy(&w);
 		}
 	}
 	assert_int_equal(total, NPUB * PER_PUB);

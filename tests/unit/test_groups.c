@@ -54,45 +54,17 @@ teardown(void **state)
 
 /* ---- waking ---- */
 
-struct wake {
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	int count;
-	enum fm_wake why;
-};
-
-static void
-wake_cb(void *arg, enum fm_wake why)
-{
-	struct wake *w = arg;
-
-	pthread_mutex_lock(&w->m);
-	w->count++;
-	w->why = why;
-	pthread_cond_broadcast(&w->c);
-	pthread_mutex_unlock(&w->m);
-}
-
 /* Watch and wait: the wake reason, or -1 when nothing fired within ms. */
 static int
 watch_wait(struct fm_broker *b, const char *topic, uint64_t offset, int ms)
 {
-	struct wake w = {.count = 0};
-	struct timespec ts;
-	int why = -1;
+	struct fx_wake w;
+	int why;
 
-	pthread_mutex_init(&w.m, NULL);
-	fm_cond_init_monotonic(&w.c);
-	fm_broker_watch(b, topic, 0, offset, fm_mono_ms() + ms, wake_cb, &w);
-	fm_deadline_ts(&ts, ms + 1000);
-	pthread_mutex_lock(&w.m);
-	while (w.count == 0 && pthread_cond_timedwait(&w.c, &w.m, &ts) == 0)
-		;
-	if (w.count > 0)
-		why = (int)w.why;
-	pthread_mutex_unlock(&w.m);
-	pthread_cond_destroy(&w.c);
-	pthread_mutex_destroy(&w.m);
+	fx_wake_init(&w);
+	fm_broker_watch(b, topic, 0, offset, fm_mono_ms() + ms, fx_wake_cb, &w);
+	why = fx_wake_wait(&w, ms + 1000);
+	fx_wake_destroy(&w);
 	return why;
 }
 
