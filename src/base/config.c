@@ -134,6 +134,9 @@ static const struct directive directives[] = {
         "bytes per commit log segment file"),
     NUM(CT_INT, "fileReservedTime", file_reserved_time, "72", 1, 87600,
         "hours a commit log segment is kept after its last write"),
+    NUM(CT_INT, "cleanResourceInterval", clean_resource_interval, "10000", 10,
+        3600000,
+        "milliseconds between two disk checks and retention passes"),
     NUM(CT_RATIO, "diskSpaceWarningLevelRatio", disk_space_warning_level_ratio,
         "0.90", 0, 1, "disk usage (0 to 1) above which publishing is refused"),
     NUM(CT_U32, "maxMessageSize", max_message_size, "4194304", 1, 64 * MIB,
@@ -146,6 +149,13 @@ static const struct directive directives[] = {
         "redeliveries of a message before it goes to the dead letter topic"),
     NUM(CT_INT, "timerMaxDelaySec", timer_max_delay_sec, "259200", 1, 315360000,
         "longest delay a scheduled message may ask for, in seconds"),
+    NUM(CT_INT, "wsPingInterval", ws_ping_interval, "30000", 100, 3600000,
+        "milliseconds a WebSocket client may stay silent before it is "
+        "pinged; closed when a ping goes unanswered as long"),
+    NUM(CT_INT, "sseKeepaliveInterval", sse_keepalive_interval, "15000", 100,
+        3600000,
+        "milliseconds without events after which an EventSource stream "
+        "gets a keepalive comment"),
     NUM(CT_INT, "httpThreadPoolNums", http_thread_pool_nums, "2", 1, 256,
         "threads serving HTTP requests"),
     NUM(CT_INT, "maxConnections", max_connections, "10000", 1, 1000000,

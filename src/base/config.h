@@ -31,6 +31,7 @@ struct fm_config {
 	char *ha_master_address; /* haMasterAddress: "host:port" or "" */
 	uint64_t mapped_file_size_commit_log; /* bytes (1 GiB) */
 	int file_reserved_time; /* fileReservedTime, hours (72) */
+	int clean_resource_interval; /* cleanResourceInterval, ms (10000) */
 	double
 	    disk_space_warning_level_ratio; /* 0..1 (0.90): refuse writes above */
 	uint32_t max_message_size; /* maxMessageSize, bytes (4 MiB) */
@@ -38,6 +39,8 @@ struct fm_config {
 	int default_topic_queue_nums; /* defaultTopicQueueNums (8) */
 	int max_reconsume_times; /* maxReconsumeTimes (16) */
 	int timer_max_delay_sec; /* timerMaxDelaySec (259200 = 3 days) */
+	int ws_ping_interval; /* wsPingInterval, ms (30000) */
+	int sse_keepalive_interval; /* sseKeepaliveInterval, ms (15000) */
 	int http_thread_pool_nums; /* httpThreadPoolNums (2) */
 	int max_connections; /* maxConnections (10000) */
 	char *web_root; /* webRoot: console files ("" = built in path) */

@@ -117,6 +117,7 @@ store_options(struct fm_broker *b, struct fm_store_options *o)
 	o->flush_interval_ms = cfg->flush_interval_commit_log;
 	o->file_reserved_hours = cfg->file_reserved_time;
 	o->delete_when_hour = 4;
+	o->housekeeping_ms = cfg->clean_resource_interval;
 	o->disk_warning_ratio = cfg->disk_space_warning_level_ratio;
 	o->notify = on_notify;
 	o->notify_arg = b;

@@ -16,7 +16,7 @@
  *
  *   retry: 2000\n\n                  once, first
  *   id: <cursor>\ndata: <json>\n\n   one per message or gap marker
- *   : keepalive\n\n                  after SSE_IDLE_MS without events
+ *   : keepalive\n\n                  after sseKeepaliveInterval quiet
  *
  * Browsers send the last id back as Last-Event-ID when they reconnect;
  * it wins over ?from= (which stays in the URL they reconnect to).
@@ -42,7 +42,6 @@
 #include "ws/bcast.h"
 
 #define SSE_BLOCK (32 * 1024) /* MHD's buffer per reader call */
-#define SSE_IDLE_MS 15000 /* keepalive comment when quiet this long */
 #define SSE_READ_BYTES (64 * 1024) /* events read per refill */
 
 struct sse {
@@ -57,6 +56,7 @@ struct sse {
 	size_t off; /* bytes of out already given */
 	int ended; /* the topic is gone: end after out */
 	atomic_int woke; /* a wake came since the last suspend */
+	int64_t keepalive_ms; /* sseKeepaliveInterval */
 };
 
 static void
@@ -117,7 +117,7 @@ sleep_until_woken(struct sse *st)
 	st->suspended = 1;
 	MHD_suspend_connection(st->conn);
 	pthread_mutex_unlock(&st->lock);
-	fm_bcast_arm(st->bc, SSE_IDLE_MS, on_wake, st);
+	fm_bcast_arm(st->bc, st->keepalive_ms, on_wake, st);
 	return 1;
 }
 
@@ -202,6 +202,7 @@ fm_h_events(struct fm_req *r)
 		return FM_H_DONE;
 	}
 	st->conn = r->conn;
+	st->keepalive_ms = r->h->cfg->sse_keepalive_interval;
 	st->link.stop = on_stop;
 	pthread_mutex_init(&st->lock, NULL);
 	atomic_init(&st->woke, 0);

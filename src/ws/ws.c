@@ -72,9 +72,7 @@
 #define PROTOCOL_NAME "ferrymq-ws"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define SNDBUF_BYTES (256 * 1024) /* kernel send buffer per session */
-#define TICK_US (1000 * 1000) /* per-session housekeeping timer */
-#define PING_IDLE_MS 30000 /* ping a client silent this long */
-#define PONG_WAIT_MS 30000 /* close if no answer within this */
+#define TICK_MS 1000 /* per-session housekeeping timer, at most */
 #define CLOSE_GRACE_S 10 /* time for a close frame to leave */
 #define ARM_IDLE_MS (3600 * 1000) /* watch deadline; re-armed after it */
 #define FRAME_HDR_MAX 10 /* server frames are never masked */
@@ -729,23 +727,33 @@ on_rx(struct sess *s, const void *in, size_t len)
 
 /* ---- housekeeping ---- */
 
+/* The period of a session's housekeeping timer: short enough to ping
+ * (and give up on a client) within half a ping interval of the time. */
+static int64_t
+tick_us(const struct fm_ws *ws)
+{
+	int64_t ms = ws->cfg->ws_ping_interval / 2;
+
+	return (ms < TICK_MS ? ms : TICK_MS) * 1000;
+}
+
 static void
 tick(struct sess *s)
 {
-	int64_t now = fm_mono_ms();
+	int64_t now = fm_mono_ms(), ping_ms = s->ws->cfg->ws_ping_interval;
 
 	if (!s->closing && s->queued >= FM_WS_SEND_BUDGET &&
 	    now - s->progress_ms >= FM_WS_STALL_MS)
 		fail(s, FM_WS_CLOSE_SLOW,
 		    "slow consumer, resume with from=<last cursor>");
-	if (!s->closing && s->ping_ms != 0 && now - s->ping_ms >= PONG_WAIT_MS)
+	if (!s->closing && s->ping_ms != 0 && now - s->ping_ms >= ping_ms)
 		fail(s, 1001, "no pong");
-	if (!s->closing && s->ping_ms == 0 && now - s->rx_ms >= PING_IDLE_MS) {
+	if (!s->closing && s->ping_ms == 0 && now - s->rx_ms >= ping_ms) {
 		s->ping_ms = now;
 		enqueue(s, frame_new(OP_PING, NULL, 0));
 		lws_callback_on_writable(s->wsi);
 	}
-	lws_set_timer_usecs(s->wsi, TICK_US);
+	lws_set_timer_usecs(s->wsi, tick_us(s->ws));
 }
 
 /* ---- sessions ---- */
@@ -793,7 +801,7 @@ on_adopted(struct sess *s, struct lws *wsi)
 		ws->sessions->prev = s;
 	ws->sessions = s;
 	s->rx_ms = fm_mono_ms();
-	lws_set_timer_usecs(wsi, TICK_US);
+	lws_set_timer_usecs(wsi, tick_us(s->ws));
 	refill(s);
 	lws_callback_on_writable(wsi);
 }
