@@ -478,6 +478,19 @@ fm_codec_message(struct fm_json *j, const char *key, const struct fm_message *m)
 }
 
 void
+fm_codec_gap(struct fm_json *j, const char *key, const char *topic,
+    uint32_t queue_id, uint64_t from, uint64_t to)
+{
+	fm_json_obj(j, key);
+	fm_json_str(j, "topic", topic);
+	fm_json_u64(j, "queueId", queue_id);
+	fm_json_u64(j, "fromOffset", from);
+	fm_json_u64(j, "toOffset", to);
+	fm_json_u64(j, "lost", to > from ? to - from : 0);
+	fm_json_obj_end(j);
+}
+
+void
 fm_codec_error_receipt(struct fm_buf *out, const char *code,
     const char *message, const char *receipt)
 {

@@ -76,6 +76,11 @@ void fm_codec_message(
  * receiptHandle, a cursor); the caller closes it with fm_json_obj_end. */
 void fm_codec_message_open(
     struct fm_json *j, const char *key, const struct fm_message *m);
+/* Write the gap marker {"topic", "queueId", "fromOffset", "toOffset",
+ * "lost"} under key: the offsets [from, to) of the queue are no longer
+ * retained. The same members as a broadcast stream's gap event. */
+void fm_codec_gap(struct fm_json *j, const char *key, const char *topic,
+    uint32_t queue_id, uint64_t from, uint64_t to);
 /* Append {"error": {"code": code, "message": message}}. */
 void fm_codec_error(struct fm_buf *out, const char *code, const char *message);
 /* The same with "receiptHandle": receipt beside "error" (the handle the

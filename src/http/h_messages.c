@@ -3,6 +3,9 @@
  * batch), pull by offset with long-poll, lookup by msgId, query by key or
  * time range.
  *
+ * A pull from an offset that is no longer retained says so with a "gap"
+ * member (the broadcast streams' gap marker) beside its messages.
+ *
  * Owns nothing across requests. Validates every input before calling the
  * broker, and maps broker errors through reply.c. Tags, keys and
  * properties given in the URL or headers must be valid UTF-8 (the reply
@@ -269,6 +272,17 @@ reply_pull_err(struct fm_req *r, const char *topic, int err, char *cause)
 	fm_reply_err(r, err, cause, FM_HC_TOPIC_NOT_FOUND);
 }
 
+/* Where the answer of a pull from offset really starts: its first
+ * message, or nextOffset when it has none. Above offset, the offsets in
+ * between are no longer retained (below minOffset, or deleted by
+ * retention while being read; holes only occur below minOffset). */
+static uint64_t
+pull_start(const struct fm_pull_result *pr)
+{
+	return pr->msgs.n > 0 ? pr->msgs.items[0].rec.queue_offset
+	                      : pr->next_offset;
+}
+
 /* Park again only when woken for data that another reader's offset
  * already covered and time remains; else answer what there is. */
 static int
@@ -286,7 +300,7 @@ fm_h_pull(struct fm_req *r)
 {
 	struct fm_pull_result pr = {FM_MSG_LIST_INIT, 0, 0, 0};
 	const char *topic = fm_arg_topic(r);
-	uint64_t qid, offset, max;
+	uint64_t qid, offset, max, start;
 	char *cause = NULL;
 	double wait;
 	struct fm_json j;
@@ -308,7 +322,9 @@ fm_h_pull(struct fm_req *r)
 		reply_pull_err(r, topic, err, cause);
 		return FM_H_DONE;
 	}
-	if (pr.msgs.n == 0 && should_park(r, wait)) {
+	/* a gap is news: answered at once, not parked */
+	start = pull_start(&pr);
+	if (pr.msgs.n == 0 && start <= offset && should_park(r, wait)) {
 		rc = fm_req_park(r, topic, (uint32_t)qid, pr.next_offset);
 		goto done;
 	}
@@ -318,6 +334,8 @@ fm_h_pull(struct fm_req *r)
 	fm_json_u64(&j, "nextOffset", pr.next_offset);
 	fm_json_u64(&j, "minOffset", pr.min_offset);
 	fm_json_u64(&j, "maxOffset", pr.max_offset);
+	if (start > offset)
+		fm_codec_gap(&j, "gap", topic, (uint32_t)qid, offset, start);
 	fm_json_obj_end(&j);
 done:
 	fm_msg_list_free(&pr.msgs);
