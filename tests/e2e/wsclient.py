@@ -244,5 +244,17 @@ class SSE:
                 raise Closed(None, "end of stream")
             self._more()
 
+    def next_block(self):
+        """The next raw block up to its blank line, as str: events,
+        comments (": keepalive") and retry lines alike."""
+        while True:
+            self._dechunk()
+            if b"\n\n" in self.text:
+                block, self.text = self.text.split(b"\n\n", 1)
+                return block.decode("utf-8")
+            if self.ended:
+                raise Closed(None, "end of stream")
+            self._more()
+
     def close(self):
         self.sock.close()
