@@ -7,6 +7,9 @@
  * fm_buf structs, not their data) never invalidates a record.
  * Does not own the consume queues or the log (the store does).
  *
+ * A lookup by msgId of a delayed message not yet delivered finds its
+ * timer record; it is shown as published (unwrap_timer).
+ *
  * Retention may delete a segment between reading a consume queue entry
  * and reading its record: such a record (-FM_E_GONE / -FM_E_NOT_FOUND from
  * the log) is skipped, never reported as an error of the read.
@@ -183,6 +186,94 @@ fm_broker_pull(struct fm_broker *b, const char *topic, uint32_t queue_id,
 	return 0;
 }
 
+/* One of the two properties publish.c adds to a timer record. */
+static int
+is_timer_prop(const char *name)
+{
+	return strcmp(name, FM_TIMER_PROP_TOPIC) == 0 ||
+	    strcmp(name, FM_TIMER_PROP_QID) == 0;
+}
+
+/*
+ * A delayed message's timer record (timer.h), shown as its publisher sent
+ * it, as the publish answered: its real topic and queue instead of
+ * FM_TIMER_TOPIC and 0, without the two internal properties. Its msgId,
+ * queueOffset (the timer queue's) and deliver_at stay. The properties are
+ * reordered in place in the message's own buffer, user pairs first, the
+ * internal ones after the new props_len, where the topic then points:
+ *
+ *   before:  user pairs..  __REAL_TOPIC\0 orders\0  __REAL_QID\0 3\0
+ *   after:   user pairs..| __REAL_TOPIC\0 orders\0  __REAL_QID\0 3\0
+ *                        ^ props_len          ^ topic
+ *
+ * (publish.c writes them last, but any order is handled.) A record whose
+ * properties are not well formed or name no topic is left as stored.
+ */
+static void
+unwrap_timer(struct fm_message *m, struct fm_buf *buf)
+{
+	struct fm_record *r = &m->rec;
+	size_t len = r->props_len, user = 0, nuls = 0, topic_at = 0;
+	char *props, *copy, *out_user, *out_int;
+	const char *p, *end, *qid = NULL;
+	int have_topic = 0;
+
+	if (r->topic_len != strlen(FM_TIMER_TOPIC) ||
+	    memcmp(r->topic, FM_TIMER_TOPIC, r->topic_len) != 0 || len == 0 ||
+	    r->props < buf->data || r->props + len > buf->data + buf->len ||
+	    r->props[len - 1] != '\0')
+		return;
+	for (size_t i = 0; i < len; i++)
+		nuls += r->props[i] == '\0';
+	if (nuls % 2 != 0)
+		return;
+	for (p = r->props, end = p + len; p < end;) {
+		const char *value = p + strlen(p) + 1, *next;
+
+		next = value + strlen(value) + 1;
+		if (!is_timer_prop(p))
+			user += (size_t)(next - p);
+		p = next;
+	}
+	/* the record's bytes are the list's own heap buffer */
+	props = buf->data + (r->props - buf->data);
+	copy = xmalloc(len);
+	out_user = copy;
+	out_int = copy + user;
+	for (p = props, end = p + len; p < end;) {
+		const char *value = p + strlen(p) + 1, *next;
+		size_t n;
+
+		next = value + strlen(value) + 1;
+		n = (size_t)(next - p);
+		if (!is_timer_prop(p)) {
+			memcpy(out_user, p, n);
+			out_user += n;
+		} else {
+			if (strcmp(p, FM_TIMER_PROP_TOPIC) == 0 &&
+			    value[0] != '\0') {
+				have_topic = 1;
+				topic_at = (size_t)(out_int - copy) +
+				    (size_t)(value - p);
+			} else if (strcmp(p, FM_TIMER_PROP_QID) == 0) {
+				qid = value;
+			}
+			memcpy(out_int, p, n);
+			out_int += n;
+		}
+		p = next;
+	}
+	if (have_topic) {
+		if (qid != NULL)
+			r->queue_id = (uint32_t)strtoul(qid, NULL, 10);
+		memcpy(props, copy, len);
+		r->props_len = (uint32_t)user;
+		r->topic = props + topic_at;
+		r->topic_len = (uint16_t)strlen(r->topic);
+	}
+	free(copy);
+}
+
 int
 fm_broker_get_message(struct fm_broker *b, const char *msg_id,
     struct fm_msg_list *out, char **cause)
@@ -212,6 +303,7 @@ fm_broker_get_message(struct fm_broker *b, const char *msg_id,
 		    cause, rc, "message '%s' is no longer retained", msg_id);
 	if (rc < 0)
 		return read_error(rc, off, cause);
+	unwrap_timer(&out->items[out->n - 1], &out->bufs[out->n - 1]);
 	return 0;
 }
 

@@ -386,10 +386,16 @@ fm_h_get_message(struct fm_req *r)
 	if (err != 0) {
 		fm_reply_err(r, err, cause, FM_HC_MESSAGE_NOT_FOUND);
 	} else {
+		const struct fm_message *m = &l.items[0];
 		struct fm_json j;
 
+		/* a message published with delay or deliverAt says when it
+		 * is (or was) due */
 		fm_reply_json(r, MHD_HTTP_OK, &j);
-		fm_codec_message(&j, NULL, &l.items[0]);
+		fm_codec_message_open(&j, NULL, m);
+		if (m->rec.deliver_at > 0)
+			fm_json_i64(&j, "deliverAt", m->rec.deliver_at);
+		fm_json_obj_end(&j);
 	}
 	fm_msg_list_free(&l);
 	return FM_H_DONE;
