@@ -268,6 +268,42 @@ fm_bcast_free(struct fm_bcast *bc)
 	free(bc);
 }
 
+struct fm_bcast *
+fm_bcast_clone(const struct fm_bcast *bc)
+{
+	struct fm_bcast *c = xcalloc(1, sizeof(*c));
+
+	c->b = bc->b;
+	c->topic = xstrdup(bc->topic);
+	c->nq = bc->nq;
+	c->next = xmemdup(bc->next, bc->nq * sizeof(*bc->next));
+	c->rr = bc->rr;
+	c->incarnation = bc->incarnation;
+	c->cache = bc->cache;
+	return c;
+}
+
+int
+fm_bcast_same_topic(const struct fm_bcast *a, const struct fm_bcast *b)
+{
+	return a->incarnation == b->incarnation && a->nq == b->nq &&
+	    strcmp(a->topic, b->topic) == 0;
+}
+
+int
+fm_bcast_same(const struct fm_bcast *a, const struct fm_bcast *b)
+{
+	return fm_bcast_same_topic(a, b) &&
+	    memcmp(a->next, b->next, a->nq * sizeof(*a->next)) == 0;
+}
+
+void
+fm_bcast_seek_like(struct fm_bcast *dst, const struct fm_bcast *src)
+{
+	memcpy(dst->next, src->next, dst->nq * sizeof(*dst->next));
+	dst->rr = src->rr;
+}
+
 /* ---- the event cache ---- */
 
 struct fm_bcast_cache *

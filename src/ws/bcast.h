@@ -61,6 +61,17 @@ void fm_bcast_cache_free(struct fm_bcast_cache *c);
 /* bc reads through c (borrowed; it must outlive bc) from now on. */
 void fm_bcast_use_cache(struct fm_bcast *bc, struct fm_bcast_cache *c);
 
+/* A new reader of the same topic at the same position, not armed, reading
+ * through the same cache (fm_bcast_free). */
+struct fm_bcast *fm_bcast_clone(const struct fm_bcast *bc);
+/* 1 when a and b read the same incarnation of one topic, else 0. */
+int fm_bcast_same_topic(const struct fm_bcast *a, const struct fm_bcast *b);
+/* 1 when they do and stand at the same position in every queue. */
+int fm_bcast_same(const struct fm_bcast *a, const struct fm_bcast *b);
+/* Move dst to src's position; both read the same topic incarnation
+ * (fm_bcast_same but for the position). */
+void fm_bcast_seek_like(struct fm_bcast *dst, const struct fm_bcast *src);
+
 /* The current cursor (text) into out (appended). */
 void fm_bcast_cursor(const struct fm_bcast *bc, struct fm_buf *out);
 

@@ -51,10 +51,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -67,6 +70,7 @@
 #include "codec/codec.h"
 #include "codec/codec_groups.h"
 #include "codec/codec_ws.h"
+#include "ws/hub.h"
 #include "ws/ws.h"
 
 #define PROTOCOL_NAME "ferrymq-ws"
@@ -102,9 +106,18 @@ struct pending {
 	void *arg;
 };
 
+/* A frame's bytes shared by the send queues of a hub's members. */
+struct blob {
+	unsigned refs; /* one per queued frame; service thread only */
+	size_t start; /* offset of the frame's first byte (>= LWS_PRE) */
+	size_t len;
+	unsigned char data[]; /* LWS_PRE headroom, header, payload */
+};
+
 /* A frame (or the handshake answer) waiting to be written. */
 struct frame {
 	struct frame *next;
+	struct blob *blob; /* a reference; NULL: the bytes are in data */
 	size_t start; /* offset of the first byte in data (>= LWS_PRE) */
 	size_t len; /* bytes from start */
 	char receipt[FM_RECEIPT_LEN + 1]; /* auto ack once written, or "" */
@@ -115,6 +128,7 @@ struct sess {
 	struct fm_ws *ws; /* borrowed */
 	struct lws *wsi; /* borrowed from lws, NULL until adopted */
 	struct fm_bcast *bc; /* owned; NULL for a group's stream */
+	struct fm_hub_member hm; /* in a hub while caught up (bc only) */
 	struct grp *grp; /* owned; NULL for the broadcast stream */
 	fm_ws_done_fn done;
 	void *done_arg;
@@ -129,11 +143,14 @@ struct sess {
 	int armed; /* caught up: watches parked */
 	int closing; /* a close frame is queued: nothing more */
 	int opened; /* the handshake answer (the first frame) was written */
+	int head_sent; /* part of the head frame was sent */
+	int blocked; /* the socket is full: wait for lws's writeable call */
+	struct sess *dnext; /* in ws->dirty */
+	int dirty; /* on ws->dirty: a hub queued frames */
 	int64_t progress_ms; /* last frame taken, or queue became non-empty */
 	int64_t rx_ms; /* last bytes from the client */
 	int64_t ping_ms; /* ping outstanding since, 0 for none */
-	unsigned char
-	    *wbuf; /* owned: LWS_PRE + WRITE_COALESCE, for write_next */
+	unsigned char *wbuf; /* owned: WRITE_COALESCE bytes, for gather */
 };
 
 struct fm_ws {
@@ -152,6 +169,9 @@ struct fm_ws {
 	struct sess *sessions; /* service thread only */
 	struct fm_bcast_cache *cache; /* owned; used by the service thread
 	                                 only: events shared by its readers */
+	struct fm_hubs *hubs; /* owned: the caught-up broadcast readers */
+	struct sess *dirty; /* sessions a hub queued frames for; service
+	                       thread only */
 };
 
 /* ---- frames out ----
@@ -176,10 +196,12 @@ enum {
 	OP_PONG = 10
 };
 
-static struct frame *
-frame_new(int op, const void *p, size_t n)
+/* Write the header of an unfragmented frame of n payload bytes so that it
+ * ends at end (FRAME_HDR_MAX bytes are free before it); returns its
+ * length. */
+static size_t
+put_header(unsigned char *end, int op, size_t n)
 {
-	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + FRAME_HDR_MAX + n);
 	unsigned char hdr[FRAME_HDR_MAX];
 	size_t h = 0;
 
@@ -195,14 +217,74 @@ frame_new(int op, const void *p, size_t n)
 		for (int i = 7; i >= 0; i--)
 			hdr[h++] = (unsigned char)((uint64_t)n >> (8 * i));
 	}
+	memcpy(end - h, hdr, h);
+	return h;
+}
+
+static struct frame *
+frame_new(int op, const void *p, size_t n)
+{
+	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + FRAME_HDR_MAX + n);
+	size_t h = put_header(f->data + LWS_PRE + FRAME_HDR_MAX, op, n);
+
 	f->next = NULL;
+	f->blob = NULL;
 	f->receipt[0] = '\0';
 	f->start = LWS_PRE + FRAME_HDR_MAX - h;
 	f->len = h + n;
-	memcpy(f->data + f->start, hdr, h);
 	if (n > 0)
 		memcpy(f->data + LWS_PRE + FRAME_HDR_MAX, p, n);
 	return f;
+}
+
+/* A text frame of json, its bytes made once for every queue it goes to
+ * (blob_frame); the caller drops its own reference with blob_put. */
+static struct blob *
+blob_new(const char *json, size_t n)
+{
+	struct blob *b = xmalloc(sizeof(*b) + LWS_PRE + FRAME_HDR_MAX + n);
+	size_t h = put_header(b->data + LWS_PRE + FRAME_HDR_MAX, OP_TEXT, n);
+
+	b->refs = 1;
+	b->start = LWS_PRE + FRAME_HDR_MAX - h;
+	b->len = h + n;
+	memcpy(b->data + LWS_PRE + FRAME_HDR_MAX, json, n);
+	return b;
+}
+
+static void
+blob_put(struct blob *b)
+{
+	if (--b->refs == 0)
+		free(b);
+}
+
+static struct frame *
+blob_frame(struct blob *b)
+{
+	struct frame *f = xmalloc(sizeof(*f));
+
+	f->next = NULL;
+	f->blob = b;
+	b->refs++;
+	f->start = b->start;
+	f->len = b->len;
+	f->receipt[0] = '\0';
+	return f;
+}
+
+static unsigned char *
+frame_bytes(struct frame *f)
+{
+	return (f->blob != NULL ? f->blob->data : f->data) + f->start;
+}
+
+static void
+frame_free(struct frame *f)
+{
+	if (f->blob != NULL)
+		blob_put(f->blob);
+	free(f);
 }
 
 static struct frame *
@@ -212,6 +294,7 @@ raw_new(const char *s)
 	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + n);
 
 	f->next = NULL;
+	f->blob = NULL;
 	f->receipt[0] = '\0';
 	f->start = LWS_PRE;
 	f->len = n;
@@ -232,17 +315,17 @@ enqueue(struct sess *s, struct frame *f)
 	s->queued += f->len;
 }
 
-/* Drop the queued frames, but never the handshake answer: a close
- * frame must follow it. */
+/* Drop the queued frames, but never the handshake answer nor a frame
+ * partly sent: a close frame must follow them. */
 static void
 drop_queue(struct sess *s)
 {
-	struct frame *keep = s->opened ? NULL : s->head, *f;
+	struct frame *keep = s->opened && !s->head_sent ? NULL : s->head, *f;
 
 	while ((f = s->head) != NULL) {
 		s->head = f->next;
 		if (f != keep)
-			free(f);
+			frame_free(f);
 	}
 	s->head = s->tail = keep;
 	s->queued = keep != NULL ? keep->len : 0;
@@ -253,8 +336,10 @@ drop_queue(struct sess *s)
 static void
 disarm(struct sess *s)
 {
-	if (s->bc != NULL)
+	if (s->bc != NULL) {
+		fm_hubs_leave(&s->hm);
 		fm_bcast_disarm(s->bc);
+	}
 	if (s->grp != NULL) {
 		fm_bcast_unwatch(s->grp->arm);
 		s->grp->arm = NULL;
@@ -314,6 +399,78 @@ emit_frame(void *arg, const char *json, size_t len, const char *cursor)
 {
 	enqueue(arg, frame_new(OP_TEXT, json, len));
 }
+
+/* ---- hubs: caught-up broadcast sessions share one reader ---- */
+
+#define HUB_SESS(m) ((struct sess *)((char *)(m)-offsetof(struct sess, hm)))
+
+/* From a broker thread (the set's wake): serve() will run soon. */
+static void
+kick(void *arg)
+{
+	struct fm_ws *ws = arg;
+
+	pthread_mutex_lock(&ws->lock);
+	if (ws->ctx_live)
+		lws_cancel_service(ws->ctx);
+	pthread_mutex_unlock(&ws->lock);
+}
+
+static size_t
+hub_room(struct fm_hub_member *m)
+{
+	struct sess *s = HUB_SESS(m);
+
+	return s->queued < FM_WS_SEND_BUDGET ? FM_WS_SEND_BUDGET - s->queued
+	                                     : 0;
+}
+
+/* s is to be written (or refilled) once the hubs were served. */
+static void
+mark_dirty(struct sess *s)
+{
+	if (!s->dirty) {
+		s->dirty = 1;
+		s->dnext = s->ws->dirty;
+		s->ws->dirty = s;
+	}
+}
+
+static void
+hub_deliver(struct fm_hub_member *first, const char *json, size_t len)
+{
+	struct blob *b = blob_new(json, len);
+
+	for (struct fm_hub_member *m = first; m != NULL; m = m->next) {
+		struct sess *s = HUB_SESS(m);
+
+		enqueue(s, blob_frame(b));
+		mark_dirty(s);
+	}
+	blob_put(b);
+}
+
+static void
+hub_evicted(struct fm_hub_member *m)
+{
+	struct sess *s = HUB_SESS(m);
+
+	s->armed = 0;
+	mark_dirty(s);
+}
+
+static void
+hub_failed(struct fm_hub_member *m, int err, const char *cause)
+{
+	struct sess *s = HUB_SESS(m);
+
+	s->armed = 0;
+	fail(s, err == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+	    cause != NULL ? cause : fm_err_msg(err));
+}
+
+static const struct fm_hub_ops hub_ops = {
+    hub_room, hub_deliver, hub_evicted, hub_failed};
 
 /* ---- a consumer group's stream ---- */
 
@@ -483,7 +640,8 @@ refill(struct sess *s)
 	char *cause = NULL;
 	int n;
 
-	if (s->closing || s->armed || s->queued >= FM_WS_SEND_BUDGET)
+	if (s->closing || s->armed || s->hm.hub != NULL ||
+	    s->queued >= FM_WS_SEND_BUDGET)
 		return;
 	if (s->grp != NULL) {
 		refill_group(s);
@@ -497,7 +655,7 @@ refill(struct sess *s)
 		free(cause);
 		return;
 	}
-	if (n == 0) {
+	if (n == 0 && !fm_hubs_join(s->ws->hubs, &s->hm, s->bc)) {
 		s->armed = 1;
 		fm_bcast_arm(s->bc, ARM_IDLE_MS, on_wake, s);
 	}
@@ -522,49 +680,106 @@ taken(struct sess *s, struct frame *f)
 		memcpy(s->grp->acks[s->grp->nacks++], f->receipt,
 		    sizeof(f->receipt));
 	}
-	free(f);
+	frame_free(f);
 }
 
-/* Hand queued frames to lws (it buffers what the socket does not take and
- * calls back only once that is written): as many as fit in one
- * WRITE_COALESCE buffer, in one write, since a system call per frame per
- * subscriber was half of a fan-out's CPU (bench/RESULTS.md). A frame
- * larger than that goes alone, from its own buffer. -1 closes the
- * socket. */
+/* The bytes of the next send: the head frame alone when it is the only
+ * one or larger than WRITE_COALESCE, else as many queued frames as fit in
+ * s->wbuf, copied (a system call per frame per subscriber was half of a
+ * fan-out's CPU, bench/RESULTS.md). An ack=auto stream stops at the
+ * frame that fills its batch of acks. Nothing is taken off the queue. */
+static const unsigned char *
+gather(struct sess *s, size_t *len)
+{
+	size_t n = 0, acks = s->grp != NULL ? s->grp->nacks : 0;
+
+	if (s->head->next == NULL || s->head->len > WRITE_COALESCE) {
+		*len = s->head->len;
+		return frame_bytes(s->head);
+	}
+	if (s->wbuf == NULL)
+		s->wbuf = xmalloc(WRITE_COALESCE);
+	for (struct frame *f = s->head;
+	     f != NULL && n + f->len <= WRITE_COALESCE && acks < ACK_BATCH;
+	     f = f->next) {
+		memcpy(s->wbuf + n, frame_bytes(f), f->len);
+		n += f->len;
+		acks += f->receipt[0] != '\0';
+	}
+	*len = n;
+	return s->wbuf;
+}
+
+/* k bytes from the head of the queue were sent: take the frames they
+ * cover, and note how far into the next one they went. */
+static void
+consume(struct sess *s, size_t k)
+{
+	while (k > 0 && k >= s->head->len) {
+		k -= s->head->len;
+		s->head_sent = 0;
+		taken(s, s->head);
+	}
+	if (k > 0) {
+		s->head->start += k;
+		s->head->len -= k;
+		s->queued -= k;
+		s->head_sent = 1;
+	}
+}
+
+/* Send queued frames while the socket takes them. We write to the socket
+ * ourselves (lws only polls it): so we know when it is full, which lws_write
+ * hides by buffering the rest, and so frames can be written as soon as
+ * they are queued instead of on the next turn of the loop. When the socket
+ * is full, lws calls back once it drains (s->blocked until then). Then the
+ * queue is refilled. -1: close the socket. */
 static int
 write_next(struct sess *s)
 {
-	struct frame *f = s->head;
-	size_t n = 0;
+	int fd = lws_get_socket_fd(s->wsi), sent = 0;
+	const unsigned char *p;
+	size_t n;
+	ssize_t k;
 
-	if (f == NULL)
-		return s->closing ? -1 : 0;
-	if (f->next == NULL || f->len > WRITE_COALESCE) {
-		if (lws_write(s->wsi, f->data + f->start, f->len,
-		        LWS_WRITE_RAW) < (int)f->len)
+	while (s->head != NULL && !s->blocked) {
+		p = gather(s, &n);
+		k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR)
 			return -1;
-		taken(s, f);
-	} else {
-		if (s->wbuf == NULL)
-			s->wbuf = xmalloc(LWS_PRE + WRITE_COALESCE);
-		while ((f = s->head) != NULL && n + f->len <= WRITE_COALESCE &&
-		    (s->grp == NULL || s->grp->nacks < ACK_BATCH)) {
-			memcpy(
-			    s->wbuf + LWS_PRE + n, f->data + f->start, f->len);
-			n += f->len;
-			taken(s, f);
+		if (k > 0) {
+			consume(s, (size_t)k);
+			sent = 1;
 		}
-		if (lws_write(s->wsi, s->wbuf + LWS_PRE, n, LWS_WRITE_RAW) <
-		    (int)n)
-			return -1;
+		if (s->grp != NULL &&
+		    (s->grp->nacks == ACK_BATCH || s->head == NULL))
+			flush_acks(s);
+		if (k < (ssize_t)n)
+			s->blocked = 1;
 	}
-	if (s->grp != NULL && (s->grp->nacks == ACK_BATCH || s->head == NULL))
-		flush_acks(s);
-	s->progress_ms = fm_mono_ms();
+	if (s->head == NULL && s->closing)
+		return -1;
+	if (sent)
+		s->progress_ms = fm_mono_ms();
 	refill(s);
-	if (s->head != NULL || s->closing)
+	if (s->head != NULL)
 		lws_callback_on_writable(s->wsi);
 	return 0;
+}
+
+/* Write what a hub queued for s at once, rather than on the next turn of
+ * the service loop; a session evicted from its hub reads on its own. */
+static void
+write_now(struct sess *s)
+{
+	if (s->blocked) {
+		refill(s);
+		return;
+	}
+	if (write_next(s) < 0)
+		lws_set_timeout(
+		    s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
 /* ---- frames in ----
@@ -763,8 +978,16 @@ sess_free(struct sess *s)
 {
 	struct fm_ws *ws = s->ws;
 
+	fm_hubs_leave(&s->hm);
 	fm_bcast_free(s->bc);
 	flush_acks(s);
+	if (s->dirty) {
+		struct sess **pp = &ws->dirty;
+
+		while (*pp != s)
+			pp = &(*pp)->dnext;
+		*pp = s->dnext;
+	}
 	grp_free(s->grp);
 	pthread_mutex_lock(&ws->lock);
 	if (s->wake_pending) {
@@ -854,6 +1077,12 @@ serve(struct fm_ws *ws)
 		adopt_one(ws, p);
 		free(p);
 	}
+	fm_hubs_serve(ws->hubs);
+	while ((s = ws->dirty) != NULL) {
+		ws->dirty = s->dnext;
+		s->dirty = 0;
+		write_now(s);
+	}
 	while ((s = woken) != NULL) {
 		woken = s->wnext;
 		s->armed = 0;
@@ -882,9 +1111,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			on_rx(s, in, len);
 		break;
 	case LWS_CALLBACK_RAW_WRITEABLE:
-		if (s != NULL)
-			return write_next(s);
-		break;
+		if (s == NULL)
+			break;
+		s->blocked = 0;
+		return write_next(s);
 	case LWS_CALLBACK_TIMER:
 		if (s != NULL)
 			tick(s);
@@ -939,6 +1169,7 @@ fm_ws_start(const struct fm_config *cfg, struct fm_broker *b,
 	ws->cfg = cfg;
 	ws->b = b;
 	ws->cache = fm_bcast_cache_new();
+	ws->hubs = fm_hubs_new(&hub_ops, kick, ws);
 	pthread_mutex_init(&ws->lock, NULL);
 	atomic_init(&ws->stop, 0);
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
@@ -1008,6 +1239,7 @@ fm_ws_free(struct fm_ws *ws)
 {
 	if (ws == NULL)
 		return;
+	fm_hubs_free(ws->hubs);
 	fm_bcast_cache_free(ws->cache);
 	pthread_mutex_destroy(&ws->lock);
 	free(ws);
@@ -1065,7 +1297,7 @@ adopt(struct fm_ws *ws, int fd, const char *key, struct pending *p)
 {
 	unsigned char sha[20];
 	char concat[128];
-	int sndbuf = SNDBUF_BYTES;
+	int sndbuf = SNDBUF_BYTES, one = 1;
 
 	snprintf(concat, sizeof(concat), "%s%s", key, WS_GUID);
 	lws_SHA1((const unsigned char *)concat, strlen(concat), sha);
@@ -1074,6 +1306,10 @@ adopt(struct fm_ws *ws, int fd, const char *key, struct pending *p)
 	/* bounds what the kernel holds for a client that stops reading */
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0)
 		fm_debug("ws: SO_SNDBUF: %s", strerror(errno));
+	/* frames are coalesced here already: Nagle would only hold a small
+	 * one back until the client's delayed ack (up to 40 ms) */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+		fm_debug("ws: TCP_NODELAY: %s", strerror(errno));
 	p->fd = fd;
 	pthread_mutex_lock(&ws->lock);
 	if (!ws->refusing) {
