@@ -1,9 +1,11 @@
 /*
- * test_bcast.c - the broadcast reader (ws/bcast.c) against a real broker
- * in a temp dir: cursors resume exactly (nothing twice, nothing lost),
- * malformed cursors are refused, a cursor older than what retention kept
- * yields a gap event before the messages, and armings wake once (data or
- * idle) and never after a disarm.
+ * test_bcast.c - the broadcast reader (ws/bcast.c) and its hubs
+ * (ws/hub.c) against a real broker in a temp dir: cursors resume exactly
+ * (nothing twice, nothing lost), malformed cursors are refused, a cursor
+ * older than what retention kept yields a gap event before the messages,
+ * armings wake once (data or idle) and never after a disarm, and a hub
+ * hands every new event to each member once, in order, and leaves an
+ * evicted or departing member exactly where it stopped.
  */
 #include "config.h" /* first: it defines _GNU_SOURCE */
 
@@ -26,6 +28,7 @@
 #include "broker/broker.h"
 #include "broker/internal.h" /* b->st, for retention */
 #include "ws/bcast.h"
+#include "ws/hub.h"
 #include "fixture.h"
 
 #define MAX_EVENTS 512
@@ -378,6 +381,179 @@ arm_and_disarm(void **state)
 	events_free(&e);
 }
 
+/* ---- hubs ---- */
+
+struct member {
+	struct fm_hub_member hm; /* first: the ops cast back */
+	struct fm_bcast *bc;
+	size_t room;
+	struct events got;
+	int evicted;
+};
+
+static size_t
+m_room(struct fm_hub_member *m)
+{
+	return ((struct member *)m)->room;
+}
+
+static void
+m_deliver(struct fm_hub_member *first, const char *json, size_t len)
+{
+	for (struct fm_hub_member *m = first; m != NULL; m = m->next)
+		emit(&((struct member *)m)->got, json, len, "");
+}
+
+static void
+m_evicted(struct fm_hub_member *m)
+{
+	((struct member *)m)->evicted++;
+}
+
+static void
+m_failed(struct fm_hub_member *m, int err, const char *cause)
+{
+	(void)m;
+	(void)cause;
+	fail_msg("hub failed: %s", fm_err_msg(err));
+}
+
+static const struct fm_hub_ops m_ops = {m_room, m_deliver, m_evicted, m_failed};
+
+static void
+m_kick(void *arg)
+{
+	on_wake(arg, FM_BCAST_DATA);
+}
+
+/* A member caught up at the end of topic: got holds all it read. */
+static void
+member_open(struct fx *f, struct member *m, const char *topic)
+{
+	memset(m, 0, sizeof(*m));
+	m->room = 1 << 20;
+	assert_int_equal(
+	    fm_bcast_open(f->b, topic, "earliest", &m->bc, NULL), 0);
+	read_all(m->bc, &m->got);
+}
+
+/* Copies of src's events after dst's. */
+static void
+append(struct events *dst, const struct events *src)
+{
+	for (size_t i = 0; i < src->n; i++)
+		emit(dst, src->json[i], strlen(src->json[i]), src->cursor[i]);
+}
+
+/* The msgIds of e's events from the first, sorted. */
+static void
+ids_of(const struct events *e, size_t first, char (*out)[FM_MSGID_LEN + 1])
+{
+	for (size_t i = first; i < e->n; i++)
+		msg_id(e->json[i], out[i - first]);
+	qsort(out, e->n - first, sizeof(*out),
+	    (int (*)(const void *, const void *))strcmp);
+}
+
+static void
+same_ids(const struct events *a, size_t a0, const struct events *b, size_t b0)
+{
+	char(*x)[FM_MSGID_LEN + 1] = xcalloc(MAX_EVENTS, sizeof(*x));
+	char(*y)[FM_MSGID_LEN + 1] = xcalloc(MAX_EVENTS, sizeof(*y));
+
+	assert_int_equal(a->n - a0, b->n - b0);
+	ids_of(a, a0, x);
+	ids_of(b, b0, y);
+	for (size_t i = 0; i < a->n - a0; i++) {
+		assert_true(x[i][0] != '\0');
+		assert_string_equal(x[i], y[i]);
+	}
+	free(x);
+	free(y);
+}
+
+/* Publish n, wait for the set's kick, serve it. */
+static void
+publish_serve(struct fx *f, struct fm_hubs *hs, struct wake *w, int n)
+{
+	w->count = 0;
+	publish_n(f->b, "hub", n, 7);
+	assert_true(wake_wait(w, 5000) > 0);
+	fm_hubs_serve(hs);
+}
+
+static void
+hub_shares_and_evicts(void **state)
+{
+	struct fx *f = *state;
+	struct member a, b, c;
+	struct events ref = {0}, rest = {0};
+	struct fm_hubs *hs;
+	struct wake w;
+
+	wake_init(&w);
+	hs = fm_hubs_new(&m_ops, m_kick, &w);
+	put_topic(f->b, "hub", 2);
+	publish_n(f->b, "hub", 4, 7);
+	member_open(f, &a, "hub");
+	member_open(f, &b, "hub");
+	assert_int_equal(fm_hubs_join(hs, &a.hm, a.bc), 1);
+	assert_int_equal(fm_hubs_join(hs, &b.hm, b.bc), 1);
+	/* a reader elsewhere is not taken */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(
+	    fm_bcast_open(f->b, "hub", "earliest", &c.bc, NULL), 0);
+	assert_int_equal(fm_hubs_join(hs, &c.hm, c.bc), 0);
+	assert_null(c.hm.hub);
+
+	/* every member gets each new event once */
+	publish_serve(f, hs, &w, 6);
+	assert_int_equal(a.got.n, 10);
+	assert_int_equal(b.got.n, 10);
+	for (size_t i = 4; i < 10; i++)
+		assert_string_equal(a.got.json[i], b.got.json[i]);
+	read_all(c.bc, &ref);
+	same_ids(&a.got, 0, &ref, 0);
+
+	/* a member without room leaves where the hub stood: its own reader
+	 * goes on with exactly what it did not get */
+	a.room = 0;
+	publish_serve(f, hs, &w, 3);
+	assert_int_equal(a.evicted, 1);
+	assert_null(a.hm.hub);
+	assert_int_equal(a.got.n, 10);
+	assert_int_equal(b.got.n, 13);
+	read_all(a.bc, &rest);
+	same_ids(&rest, 0, &b.got, 10);
+	events_free(&rest);
+
+	/* it rejoins once caught up; the last one leaving frees the hub and
+	 * its watch: no kick after */
+	assert_int_equal(fm_hubs_join(hs, &a.hm, a.bc), 1);
+	fm_hubs_leave(&a.hm);
+	fm_hubs_leave(&b.hm);
+	fm_hubs_leave(&b.hm);
+	w.count = 0;
+	publish_n(f->b, "hub", 1, 7);
+	usleep(100 * 1000);
+	assert_int_equal(w.count, 0);
+	read_all(b.bc, &rest);
+	assert_int_equal(rest.n, 1);
+	append(&b.got, &rest);
+	read_all(c.bc, &ref);
+	assert_int_equal(ref.n, 14);
+	same_ids(&b.got, 0, &ref, 0);
+	fm_hubs_free(hs);
+	fm_bcast_free(a.bc);
+	fm_bcast_free(b.bc);
+	fm_bcast_free(c.bc);
+	events_free(&a.got);
+	events_free(&b.got);
+	events_free(&ref);
+	events_free(&rest);
+	wake_destroy(&w);
+}
+
 int
 main(void)
 {
@@ -388,6 +564,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        gap_after_retention, setup, teardown),
 	    cmocka_unit_test_setup_teardown(arm_and_disarm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        hub_shares_and_evicts, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
