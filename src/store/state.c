@@ -1,24 +1,34 @@
 /*
  * state.c - state.db (see state.h): topics, topic tombstones, consumer
- * group offsets and receipts.
+ * group offsets and receipts, the timer queue's delivery marks, and the
+ * committer thread of the group rows.
  *
  * One connection, every statement prepared once at open, one mutex. Each
  * public function is one statement or one explicit transaction, so a
  * failure leaves the database as it was.
  *
- * Group commit (fm_state_group_write): each caller links a gc_wait on its
- * own stack, holding a borrowed pointer to its rows, into gc_head. Whoever
- * finds no leader (gc_busy == 0) becomes one: it takes the whole list,
- * commits it in one transaction, marks every gc_wait done with the
- * result, and wakes the rest. A gc_wait is only touched under gc_lock, and
- * its owner returns only after seeing done, so the rows outlive the
- * commit that uses them.
+ * The committer (fm_state_group_write_async): callers append a gc_job,
+ * owning their rows, to gc_head..gc_tail under gc_lock and return. The
+ * committer thread takes the whole list, commits it in one transaction,
+ * and calls each job's done in queue order, with no lock held. Invariants:
+ *  1. Jobs commit in the order they were queued: a batch is a prefix of
+ *     the queue, and its rows are applied job by job, row by row.
+ *  2. A failed batch stays in gc_retry (its done already called with the
+ *     error) and its rows are applied again, first, in every following
+ *     transaction until one commits: state.db always holds the rows of a
+ *     prefix of the queue, never a later job's rows without an earlier
+ *     one's.
+ *  3. Once gc_stop is set nothing more is queued; the thread exits when
+ *     the queue is empty (GC_DRAIN) or after its current batch
+ *     (GC_DROP), and fm_state_stop fails what is left with
+ *     -FM_E_SHUTDOWN. Every queued job's done is called exactly once.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/log.h"
 #include "base/xmalloc.h"
 #include "store/sql.h"
 #include "store/state.h"
@@ -111,24 +121,31 @@ static const char *const state_sql[S__COUNT] = {
                            " WHERE queue_offset < ?1",
 };
 
-/* One caller of fm_state_group_write, on its stack (see the top). */
-struct gc_wait {
-	const struct fm_grow *rows; /* borrowed until done */
+/* One queued call of fm_state_group_write_async (see the top). */
+struct gc_job {
+	struct fm_grow *rows; /* owned */
 	size_t n;
-	int err; /* the commit's result, once done */
-	int done;
-	struct gc_wait *next;
+	fm_store_done_fn done; /* NULL once called (a retried job) */
+	void *arg;
+	struct gc_job *next;
 };
+
+enum { GC_RUN, GC_DRAIN, GC_DROP };
 
 struct fm_state {
 	sqlite3 *db;
 	sqlite3_stmt *st[S__COUNT];
 	pthread_mutex_t lock; /* guards db and st */
-	pthread_mutex_t gc_lock; /* guards the gc_ fields and every gc_wait */
-	pthread_cond_t gc_cond; /* a batch was committed */
-	struct gc_wait *gc_head, *gc_tail; /* queued, not yet taken */
-	int gc_busy; /* a leader is committing a batch */
+	pthread_mutex_t gc_lock; /* guards gc_head, gc_tail and gc_stop */
+	pthread_cond_t gc_cond; /* the committer: a job queued, or stop */
+	struct gc_job *gc_head, *gc_tail; /* queued, not yet taken */
+	int gc_stop; /* GC_* (invariant 3) */
+	struct gc_job *gc_retry; /* committer only (invariant 2) */
+	pthread_t gc_thread;
+	int gc_started; /* the committer runs or must be joined */
 };
+
+static void *committer_main(void *arg);
 
 int
 fm_state_open(const char *path, struct fm_state **out)
@@ -148,6 +165,12 @@ fm_state_open(const char *path, struct fm_state **out)
 		if (err != 0)
 			goto fail;
 	}
+	err = pthread_create(&s->gc_thread, NULL, committer_main, s);
+	if (err != 0) {
+		err = fm_err_from_errno(err);
+		goto fail;
+	}
+	s->gc_started = 1;
 	*out = s;
 	return 0;
 fail:
@@ -160,6 +183,7 @@ fm_state_close(struct fm_state *s)
 {
 	if (s == NULL)
 		return;
+	fm_state_stop(s, 1);
 	for (int i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);
@@ -356,9 +380,22 @@ group_row(struct fm_state *s, const struct fm_grow *g)
 	return fm_sql_run(st);
 }
 
-/* One transaction for every row of the batch. */
+/* Apply every row of a job list; the caller holds lock in a transaction. */
 static int
-group_commit(struct fm_state *s, struct gc_wait *batch)
+group_apply(struct fm_state *s, const struct gc_job *jobs)
+{
+	int err = 0;
+
+	for (const struct gc_job *j = jobs; j != NULL; j = j->next)
+		for (size_t i = 0; i < j->n; i++)
+			if ((err = group_row(s, &j->rows[i])) != 0)
+				return err;
+	return 0;
+}
+
+/* One transaction: the rows of failed batches again, then the batch's. */
+static int
+group_commit(struct fm_state *s, const struct gc_job *batch)
 {
 	int err;
 
@@ -366,64 +403,141 @@ group_commit(struct fm_state *s, struct gc_wait *batch)
 	err = fm_sql_run(s->st[S_BEGIN]);
 	if (err != 0)
 		goto out;
-	for (struct gc_wait *w = batch; w != NULL; w = w->next)
-		for (size_t i = 0; i < w->n; i++)
-			if ((err = group_row(s, &w->rows[i])) != 0)
-				goto fail;
-	err = fm_sql_run(s->st[S_COMMIT]);
-	if (err != 0)
-		goto fail;
+	if ((err = group_apply(s, s->gc_retry)) != 0 ||
+	    (err = group_apply(s, batch)) != 0 ||
+	    (err = fm_sql_run(s->st[S_COMMIT])) != 0)
+		fm_sql_run(s->st[S_ROLLBACK]);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return err;
-fail:
-	fm_sql_run(s->st[S_ROLLBACK]);
-	pthread_mutex_unlock(&s->lock);
-	return err;
 }
 
-/* gc_lock held: commit everything queued, as the leader. */
 static void
-group_lead(struct fm_state *s)
+jobs_free(struct gc_job *j)
 {
-	struct gc_wait *batch = s->gc_head, *next;
-	int err;
-
-	s->gc_head = s->gc_tail = NULL;
-	s->gc_busy = 1;
-	pthread_mutex_unlock(&s->gc_lock);
-	err = group_commit(s, batch);
-	pthread_mutex_lock(&s->gc_lock);
-	for (struct gc_wait *w = batch; w != NULL; w = next) {
-		next = w->next;
-		w->err = err;
-		w->done = 1;
+	for (struct gc_job *next; j != NULL; j = next) {
+		next = j->next;
+		free(j->rows);
+		free(j);
 	}
-	s->gc_busy = 0;
-	pthread_cond_broadcast(&s->gc_cond);
+}
+
+/* Call the done of every job of the list with err. */
+static void
+jobs_fire(struct gc_job *jobs, int err)
+{
+	for (struct gc_job *j = jobs; j != NULL; j = j->next) {
+		if (j->done != NULL)
+			j->done(j->arg, err);
+		j->done = NULL;
+	}
+}
+
+/* Commit a batch, report it, and keep it for the next transaction when
+ * it failed (invariant 2). */
+static void
+group_batch(struct fm_state *s, struct gc_job *batch)
+{
+	int err = group_commit(s, batch);
+	struct gc_job **end = &s->gc_retry;
+
+	jobs_fire(batch, err);
+	if (err == 0) {
+		jobs_free(s->gc_retry);
+		jobs_free(batch);
+		s->gc_retry = NULL;
+		return;
+	}
+	fm_error("state: group commit failed (retried with the next): %s",
+	    fm_err_msg(err));
+	while (*end != NULL)
+		end = &(*end)->next;
+	*end = batch;
+}
+
+static void *
+committer_main(void *arg)
+{
+	struct fm_state *s = arg;
+
+	pthread_mutex_lock(&s->gc_lock);
+	for (;;) {
+		struct gc_job *batch = s->gc_head;
+
+		if (s->gc_stop == GC_DROP || (batch == NULL && s->gc_stop))
+			break;
+		if (batch == NULL) {
+			pthread_cond_wait(&s->gc_cond, &s->gc_lock);
+			continue;
+		}
+		s->gc_head = s->gc_tail = NULL;
+		pthread_mutex_unlock(&s->gc_lock);
+		group_batch(s, batch);
+		pthread_mutex_lock(&s->gc_lock);
+	}
+	pthread_mutex_unlock(&s->gc_lock);
+	return NULL;
+}
+
+static int
+grow_kind_valid(enum fm_grow_kind k)
+{
+	return k == FM_GROW_OFFSET || k == FM_GROW_RECEIPT ||
+	    k == FM_GROW_RECEIPT_DEL || k == FM_GROW_CLEAR;
 }
 
 int
-fm_state_group_write(struct fm_state *s, const struct fm_grow *rows, size_t n)
+fm_state_group_write_async(struct fm_state *s, struct fm_grow *rows, size_t n,
+    fm_store_done_fn done, void *arg)
 {
-	struct gc_wait me = {rows, n, 0, 0, NULL};
+	struct gc_job *j;
 
-	if (n == 0)
-		return 0;
-	pthread_mutex_lock(&s->gc_lock);
-	if (s->gc_tail != NULL)
-		s->gc_tail->next = &me;
-	else
-		s->gc_head = &me;
-	s->gc_tail = &me;
-	while (!me.done) {
-		if (!s->gc_busy)
-			group_lead(s);
-		else
-			pthread_cond_wait(&s->gc_cond, &s->gc_lock);
+	for (size_t i = 0; i < n; i++)
+		if (!grow_kind_valid(rows[i].kind)) {
+			free(rows);
+			return -FM_E_INVALID;
+		}
+	if (n == 0) {
+		free(rows);
+		return 1;
 	}
+	j = xcalloc(1, sizeof(*j));
+	*j = (struct gc_job){rows, n, done, arg, NULL};
+	pthread_mutex_lock(&s->gc_lock);
+	if (s->gc_stop) {
+		pthread_mutex_unlock(&s->gc_lock);
+		jobs_free(j);
+		return -FM_E_SHUTDOWN;
+	}
+	if (s->gc_tail != NULL)
+		s->gc_tail->next = j;
+	else
+		s->gc_head = j;
+	s->gc_tail = j;
+	pthread_cond_signal(&s->gc_cond);
 	pthread_mutex_unlock(&s->gc_lock);
-	return me.err;
+	return 0;
+}
+
+void
+fm_state_stop(struct fm_state *s, int commit)
+{
+	struct gc_job *left;
+
+	if (!s->gc_started)
+		return;
+	pthread_mutex_lock(&s->gc_lock);
+	s->gc_stop = commit ? GC_DRAIN : GC_DROP;
+	pthread_cond_signal(&s->gc_cond);
+	pthread_mutex_unlock(&s->gc_lock);
+	pthread_join(s->gc_thread, NULL);
+	s->gc_started = 0;
+	left = s->gc_head;
+	s->gc_head = s->gc_tail = NULL;
+	jobs_fire(left, -FM_E_SHUTDOWN);
+	jobs_free(left);
+	jobs_free(s->gc_retry);
+	s->gc_retry = NULL;
 }
 
 static void

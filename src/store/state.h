@@ -10,10 +10,12 @@
  * deletion writes the tombstone and removes the topic row in one
  * transaction, so no crash can separate the two.
  *
- * Group rows are written with group commit: concurrent callers of
- * fm_state_group_write queue their rows; one of them (the leader) takes
- * every queued row and commits them in one transaction while the others
- * wait; each returns once a commit covering its rows is done.
+ * Group rows are written by a committer thread: fm_state_group_write_async
+ * queues a caller's rows and returns; the thread commits whatever is
+ * queued in one transaction (group commit) and then calls each caller's
+ * done, in the order they were queued. A failed transaction's rows are
+ * applied again ahead of the next ones, so state.db always holds the
+ * rows of a prefix of the calls (state.c).
  *
  * Threads: every function is safe from any thread (one connection behind
  * a mutex; topic changes are rare, group rows are batched).
@@ -33,8 +35,15 @@ struct fm_tombstone {
 	uint64_t log_offset; /* records of topic below it are dead */
 };
 
-/* Open or create path. *out is new (fm_state_close). */
+/* Open or create path and start the committer. *out is new
+ * (fm_state_close). */
 int fm_state_open(const char *path, struct fm_state **out);
+/* Stop the committer. commit: every call queued before is committed and
+ * told the result; else (a crash test's "the process died") each is told
+ * -FM_E_SHUTDOWN and nothing of it is committed. Later calls of
+ * fm_state_group_write_async fail with -FM_E_SHUTDOWN. Idempotent. */
+void fm_state_stop(struct fm_state *s, int commit);
+/* fm_state_stop(s, 1) if not stopped yet, then free. NULL is a no-op. */
 void fm_state_close(struct fm_state *s);
 
 /* Create or replace. */
@@ -56,9 +65,10 @@ int fm_state_tombstones(
 /* Forget tombstones below log_offset (their records are gone). */
 int fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset);
 
-/* See fm_store_group_write and fm_store_group_load (store.h). */
-int fm_state_group_write(
-    struct fm_state *s, const struct fm_grow *rows, size_t n);
+/* See fm_store_group_write_async and fm_store_group_load (store.h);
+ * -FM_E_SHUTDOWN once fm_state_stop ran. */
+int fm_state_group_write_async(struct fm_state *s, struct fm_grow *rows,
+    size_t n, fm_store_done_fn done, void *arg);
 int fm_state_group_load(struct fm_state *s, struct fm_grow **out, size_t *n);
 
 /* See fm_store_timer_load and fm_store_timer_mark (store.h). */

@@ -4,7 +4,8 @@
  * over the in-memory consume queues (cq.h) and index.db (index.h).
  *
  * Does not own: record bytes and segment files (commitlog.h), SQL text
- * (index.c, state.c). Knows nothing of HTTP or messaging policy.
+ * and the committer of group rows (index.c, state.c). Knows nothing of
+ * HTTP or messaging policy.
  *
  * Locks, always taken in this order:
  *   append_lock  serialises appends: queue offsets and store_ts are
@@ -1050,6 +1051,7 @@ fm_store_abandon(struct fm_store *st)
 		return;
 	stop_threads(st);
 	fire_settled(st, 1, -FM_E_SHUTDOWN);
+	fm_state_stop(st->state, 0);
 	fm_clog_abandon(st->log);
 	st->log = NULL;
 	destroy(st);
@@ -1186,18 +1188,21 @@ fm_store_append_async(struct fm_store *st, struct fm_record *recs, size_t n,
 	return err;
 }
 
-/* fm_store_append waits on one of these for its completion. */
-struct sync_wait {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int done;
-	int err;
-};
+/* ---- waiting for a completion ---- */
 
-static void
-sync_done(void *arg, int err)
+void
+fm_store_wait_init(struct fm_store_wait *w)
 {
-	struct sync_wait *w = arg;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->done = 0;
+	w->err = 0;
+}
+
+void
+fm_store_wait_done(void *arg, int err)
+{
+	struct fm_store_wait *w = arg;
 
 	pthread_mutex_lock(&w->mu);
 	w->done = 1;
@@ -1207,22 +1212,28 @@ sync_done(void *arg, int err)
 }
 
 int
+fm_store_wait_end(struct fm_store_wait *w, int rc)
+{
+	if (rc == 0) {
+		pthread_mutex_lock(&w->mu);
+		while (!w->done)
+			pthread_cond_wait(&w->cv, &w->mu);
+		pthread_mutex_unlock(&w->mu);
+		rc = w->err;
+	}
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	return rc < 0 ? rc : 0;
+}
+
+int
 fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n)
 {
-	struct sync_wait w = {
-	    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-	int rc = fm_store_append_async(st, recs, n, sync_done, &w);
+	struct fm_store_wait w;
 
-	if (rc == 0) {
-		pthread_mutex_lock(&w.mu);
-		while (!w.done)
-			pthread_cond_wait(&w.cv, &w.mu);
-		pthread_mutex_unlock(&w.mu);
-		rc = w.err;
-	}
-	pthread_mutex_destroy(&w.mu);
-	pthread_cond_destroy(&w.cv);
-	return rc < 0 ? rc : 0;
+	fm_store_wait_init(&w);
+	return fm_store_wait_end(
+	    &w, fm_store_append_async(st, recs, n, fm_store_wait_done, &w));
 }
 
 int
@@ -1414,9 +1425,22 @@ fm_store_topic_list(struct fm_store *st, struct fm_topic_conf **out, size_t *n)
 /* ---- consumer groups ---- */
 
 int
+fm_store_group_write_async(struct fm_store *st, struct fm_grow *rows, size_t n,
+    fm_store_done_fn done, void *arg)
+{
+	return fm_state_group_write_async(st->state, rows, n, done, arg);
+}
+
+int
 fm_store_group_write(struct fm_store *st, const struct fm_grow *rows, size_t n)
 {
-	return fm_state_group_write(st->state, rows, n);
+	struct fm_grow *copy = n > 0 ? xmemdup(rows, n * sizeof(*rows)) : NULL;
+	struct fm_store_wait w;
+
+	fm_store_wait_init(&w);
+	return fm_store_wait_end(&w,
+	    fm_state_group_write_async(
+	        st->state, copy, n, fm_store_wait_done, &w));
 }
 
 int

@@ -31,12 +31,15 @@
  * blocks until the records are as durable as the flush mode promises;
  * fm_store_append_async reports that through a callback instead. Either
  * way, readers (fm_store_cq_read, fm_store_find_key, ...) see records
- * appended before they started. The notify hook runs on the dispatcher
- * thread and must not block.
+ * appended before they started. Consumer group rows likewise:
+ * fm_store_group_write_async hands them to state.db's committer thread,
+ * fm_store_group_write waits for it. The notify hook runs on the
+ * dispatcher thread and must not block.
  */
 #ifndef FM_STORE_STORE_H
 #define FM_STORE_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +87,22 @@ int fm_store_append(struct fm_store *st, struct fm_record *recs, size_t n);
  * -FM_E_SHUTDOWN when the store closed first. Runs on a store thread and
  * must not block nor call into the store. */
 typedef void (*fm_store_done_fn)(void *arg, int err);
+
+/* One thread waiting for one completion: the synchronous form of an async
+ * call. fm_store_wait_init(&w), call the async function with
+ * fm_store_wait_done and &w, then rc = fm_store_wait_end(&w, rc). */
+struct fm_store_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	int err;
+};
+void fm_store_wait_init(struct fm_store_wait *w);
+/* The fm_store_done_fn; arg is the struct fm_store_wait. */
+void fm_store_wait_done(void *arg, int err);
+/* rc is what the async call returned: 1 gives 0, a negative error itself,
+ * 0 waits for the completion and gives its err. Destroys w. */
+int fm_store_wait_end(struct fm_store_wait *w, int rc);
 
 /* fm_store_append without waiting for durability, so that a front end
  * can park the request instead of a thread, and concurrent requests share
@@ -166,9 +185,28 @@ struct fm_grow {
 	int64_t visible_at; /* RECEIPT: epoch ms it becomes visible again */
 };
 
-/* Apply n rows in order, in one state.db transaction shared with the rows
- * of concurrent callers (group commit), and return once it is committed
- * (synchronous=FULL): 0, or the error of the shared transaction. */
+/* Queue n rows to be applied in order, in one state.db transaction shared
+ * with the rows of concurrent callers (group commit), without waiting.
+ * rows is a malloc'd array the store owns from the call on. Calls are
+ * committed in the order they were made (two calls of one thread, or of
+ * threads ordered by a lock held across the calls, commit in that order),
+ * so state.db always holds the rows of a prefix of the calls; rows of a
+ * failed transaction are applied again ahead of later rows until one
+ * commits. Returns 1 when n is 0 (done is never called), 0 when
+ * done(arg, err) will be called once, from the committer thread, after
+ * the transaction holding the rows: err 0 when it committed
+ * (synchronous=FULL), else its error (the rows may still become durable
+ * with a later transaction); or a negative error, done never called:
+ * -FM_E_INVALID (a row of an unknown kind; nothing is queued),
+ * -FM_E_SHUTDOWN (the store is closing). A store closed with
+ * fm_store_close commits every call made before; fm_store_abandon tells
+ * them -FM_E_SHUTDOWN instead. done may be NULL when nobody waits (a
+ * failed commit is logged either way); it must not block nor call a
+ * synchronous store function: it delays every later commit. */
+int fm_store_group_write_async(struct fm_store *st, struct fm_grow *rows,
+    size_t n, fm_store_done_fn done, void *arg);
+/* fm_store_group_write_async of a copy of rows, waiting for its commit:
+ * 0, or the error of the shared transaction. */
 int fm_store_group_write(
     struct fm_store *st, const struct fm_grow *rows, size_t n);
 /* Every OFFSET and RECEIPT row, offsets first. *out is new (free()). */
@@ -206,7 +244,9 @@ void fm_store_stats(struct fm_store *st, struct fm_store_stats *out);
  * the consume queue and key rows below the log's new min offset. */
 void fm_store_housekeep(struct fm_store *st, int64_t now_ms);
 /* For crash tests: stop the threads and free everything without the final
- * index commit, as if the process had died after its last fdatasync. */
+ * index commit, as if the process had died after its last fdatasync
+ * (group rows still queued are not committed: see
+ * fm_store_group_write_async). */
 void fm_store_abandon(struct fm_store *st);
 
 #endif
