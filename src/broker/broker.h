@@ -98,10 +98,10 @@ int fm_broker_publish(struct fm_broker *b, const char *topic,
     const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
     char **cause);
 
-/* Completion of fm_broker_publish_async: err is 0 once the messages are
- * as durable as promised, else -FM_E_IO (the flush failed) or
- * -FM_E_SHUTDOWN (the node stopped first). Runs on a broker thread; must
- * not block. */
+/* Completion of fm_broker_publish_async (and of the consumer group
+ * calls' async forms, below): err is 0 once the messages are as durable
+ * as promised, else -FM_E_IO (the flush failed) or -FM_E_SHUTDOWN (the
+ * node stopped first). Runs on a broker thread; must not block. */
 typedef void (*fm_done_fn)(void *arg, int err);
 
 /* fm_broker_publish without waiting for durability, so that a front end
@@ -204,9 +204,25 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
  * ORIGIN_QUEUE_OFFSET and RECONSUME_TIMES, and it is acked in the group.
  * A group is created by its first receive or reset, starting at each
  * queue's oldest retained message. Offsets and receipts are durable in
- * the store before a receive, ack, nack or reset returns; after a restart
- * what was in flight is handed out again once its visible time passes,
- * and receipt handles given before the restart stay valid.
+ * the store before a receive, ack, nack or reset returns (the async forms
+ * say so through their done instead); after a restart what was in flight
+ * is handed out again once its visible time passes, and receipt handles
+ * given before the restart stay valid.
+ *
+ * Async forms (fm_broker_group_*_async), for front ends that park a
+ * request rather than a thread, or run a single-threaded event loop: the
+ * call makes its changes and queues their commit, then returns at once
+ * with its results filled in: 1 when there is nothing to wait for, 0 when
+ * done(arg, err) will be called exactly once, or a negative error (with
+ * *cause; done is never called). done runs on the store's committer
+ * thread, possibly before the call returned: err 0 once the changes are
+ * durable, else the commit's error (-FM_E_IO, ...; -FM_E_SHUTDOWN when
+ * the node stops first). It must not block and must not call the
+ * synchronous group functions (they wait for the thread running it):
+ * hand the result to your own thread or event loop (e.g. a locked queue
+ * and lws_cancel_service, or MHD_resume_connection) and do the rest
+ * there. Every commit delays the ones queued after it, so done should
+ * take microseconds.
  * Group names follow the topic name rules, at most 122 characters (so
  * that "%DLQ%{group}" is a topic name).
  */
@@ -244,10 +260,22 @@ void fm_recv_result_free(struct fm_recv_result *r);
 
 /* Hand out up to max messages of topic to group, taking queues round
  * robin, messages visible again first. May return none. -FM_E_NOT_FOUND
- * for an unknown topic, -FM_E_INVALID for bad names or options. */
+ * for an unknown topic, -FM_E_INVALID for bad names or options. Returns
+ * once the receipts are durable. */
 int fm_broker_group_receive(struct fm_broker *b, const char *topic,
     const char *group, const struct fm_recv_opts *opts,
     struct fm_recv_result *out, char **cause);
+/* The async form: out is filled on 1 or 0. 1: out holds no message (its
+ * watch fields are set; the call's other changes, such as offsets moved
+ * past messages the tag filter skips, commit in the background). 0: out
+ * holds messages, which may be sent only once done says 0: no handle may
+ * exist for a delivery that is not durable. After a failed commit the
+ * caller drops them (fm_recv_result_free); they come back after
+ * invisible_ms like any unacked message. out stays the caller's: done
+ * never touches it. */
+int fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
+    const char *group, const struct fm_recv_opts *opts,
+    struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause);
 
 /* Ack (nack == 0) or nack n receipt handles in one durable commit. A
  * nacked message becomes visible again after delay_ms, or with delay_ms
@@ -256,10 +284,19 @@ int fm_broker_group_receive(struct fm_broker *b, const char *topic,
  * to the DLQ. Per handle errs[i] is 0 or: -FM_E_INVALID (not a receipt
  * handle, or one of another topic or group), -FM_E_GONE (acked, nacked
  * or handed out again since: stale); causes[i] is then new (else NULL).
- * Returns 0, or an error of the whole call (nothing was done). */
+ * Returns 0, or an error of the whole call: nothing was done, or (a
+ * failed commit, "cannot store the group state") done in memory but not
+ * durable, so that after a restart the messages come back. */
 int fm_broker_group_settle(struct fm_broker *b, const char *topic,
     const char *group, int nack, int64_t delay_ms, const char *const *handles,
     size_t n, int *errs, char **causes, char **cause);
+/* The async form: errs and causes are filled on 1 or 0, and the answer
+ * may be sent once the commit is done. 1: no handle was valid (nothing to
+ * commit); 0: done(arg, err) says when the acks or nacks are durable. */
+int fm_broker_group_settle_async(struct fm_broker *b, const char *topic,
+    const char *group, int nack, int64_t delay_ms, const char *const *handles,
+    size_t n, int *errs, char **causes, fm_done_fn done, void *arg,
+    char **cause);
 
 struct fm_group_queue {
 	uint32_t queue_id;
@@ -281,6 +318,11 @@ enum fm_reset { FM_RESET_EARLIEST, FM_RESET_LATEST, FM_RESET_TIMESTAMP };
  * is forgotten (its handles become stale). Creates the group. */
 int fm_broker_group_reset(struct fm_broker *b, const char *topic,
     const char *group, enum fm_reset how, int64_t ts_ms, char **cause);
+/* The async form: on 0 (always, unless an error) done(arg, err) says when
+ * the new offsets are durable; fm_broker_group_state already shows them. */
+int fm_broker_group_reset_async(struct fm_broker *b, const char *topic,
+    const char *group, enum fm_reset how, int64_t ts_ms, fm_done_fn done,
+    void *arg, char **cause);
 
 struct fm_group_name {
 	char topic[FM_REC_MAX_TOPIC + 1];

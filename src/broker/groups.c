@@ -32,16 +32,24 @@
  * visible_at is wall-clock epoch ms, like the rows in state.db, so that
  * visibility survives a restart; the timer converts it to a wait.
  * All of it is guarded by gs->lock, never held across a store commit or a
- * publish. Groups are never freed before fm_groups_close, so a pointer to
- * one stays valid without the lock.
+ * publish (queuing rows for a commit only takes the committer's queue
+ * lock, a leaf). Groups are never freed before fm_groups_close, so a
+ * pointer to one stays valid without the lock.
  *
  * Durability: each call builds the rows of its changes under the lock
- * and commits them after releasing it (fm_store_group_write). Commits of
- * concurrent calls may land in either order; that is safe because a
- * receive commits its receipts before answering (so no handle exists for
- * an uncommitted delivery), and on load an offset of [ack, next) without
- * a receipt row is done, while receipts above next move next up: a stale
- * row can only cause a redelivery, never a skip.
+ * and queues them to the store's committer before releasing it
+ * (rows_queue), so state.db gets the changes in the order they were made
+ * and always holds a prefix of them (fm_store_group_write_async): a crash
+ * loses at most a suffix. Nothing is confirmed before its rows commit: a
+ * receive hands out no handle before its receipts are durable (done of
+ * the async calls, broker.h), an ack or nack is answered once durable.
+ * So a lost suffix only undoes what nobody was told: a receive that never
+ * answered leaves its messages at or above next again (they go out as
+ * new), an unconfirmed ack leaves its receipt (the message comes back
+ * when visible). On load an offset of [ack, next) without a receipt row
+ * is done, and receipts above next move next up: a crash can only cause
+ * a redelivery, never a skip. Rows that describe no answer (an empty
+ * receive's skips, DLQ moves) are queued the same way, in the background.
  */
 #include "config.h" /* first: it defines _GNU_SOURCE */
 
@@ -178,17 +186,39 @@ row_del(struct rows *rs, const struct group *g, uint32_t qi, uint64_t off)
 }
 
 static int
-rows_commit(struct fm_groups *gs, struct rows *rs, char **cause)
+store_fail(char **cause, int rc)
 {
-	int rc = fm_store_group_write(gs->b->st, rs->v, rs->n);
+	return fm_broker_fail(
+	    cause, rc, "cannot store the group state: %s", fm_err_msg(rc));
+}
 
-	free(rs->v);
+/* Lock held: hand the rows of the changes just made to the store's
+ * committer (see Durability); rs is emptied. done NULL: nobody waits (the
+ * store logs a failed commit). Returns what fm_store_group_write_async
+ * does. */
+static int
+rows_queue(struct fm_groups *gs, struct rows *rs, fm_done_fn done, void *arg)
+{
+	int rc = fm_store_group_write_async(gs->b->st, rs->v, rs->n, done, arg);
+
 	rs->v = NULL;
 	rs->n = rs->cap = 0;
+	if (rc < 0 && done == NULL)
+		fm_warn(
+		    "groups: cannot store the group state: %s", fm_err_msg(rc));
+	return rc;
+}
+
+/* The synchronous form of an async call that returned rc, with w as its
+ * completion: 0, the call's error, or a failed commit as the error. */
+static int
+sync_end(struct fm_store_wait *w, int rc, char **cause)
+{
+	int err = fm_store_wait_end(w, rc);
+
 	if (rc < 0)
-		return fm_broker_fail(cause, rc,
-		    "cannot store the group state: %s", fm_err_msg(rc));
-	return 0;
+		return rc;
+	return err < 0 ? store_fail(cause, err) : 0;
 }
 
 /* ---- queues and entries ---- */
@@ -717,14 +747,27 @@ take_queue(struct recv *rv, uint32_t qi)
 	return 0;
 }
 
-int
-fm_broker_group_receive(struct fm_broker *b, const char *topic,
-    const char *group, const struct fm_recv_opts *opts,
-    struct fm_recv_result *out, char **cause)
+/* Lock held: queue the rows of a receive that took what out holds (or
+ * failed with rc). Returns the receive's result (broker.h). */
+static int
+recv_queue(struct recv *rv, int rc, fm_done_fn done, void *arg)
+{
+	/* after an error, what was handed out comes back after invisible */
+	if (rc < 0 || rv->out->msgs.n == 0) {
+		rows_queue(rv->gs, &rv->rs, NULL, NULL);
+		return rc < 0 ? rc : 1;
+	}
+	return rows_queue(rv->gs, &rv->rs, done, arg);
+}
+
+static int
+receive(struct fm_broker *b, const char *topic, const char *group,
+    const struct fm_recv_opts *opts, struct fm_recv_result *out,
+    fm_done_fn done, void *arg, char **cause)
 {
 	struct recv rv = {b->groups, NULL, opts, {0}, 0, out, {NULL, 0, 0}, 0};
 	struct fm_topic_conf tc;
-	int rc;
+	int rc = 0, qrc;
 
 	if ((rc = check_names(topic, group, cause)) < 0)
 		return rc;
@@ -745,20 +788,42 @@ fm_broker_group_receive(struct fm_broker *b, const char *topic,
 	rv.g->rr = (rv.g->rr + 1) % tc.queues;
 	out->watch_offset = rv.g->seq;
 	snprintf(out->watch_topic, sizeof(out->watch_topic), "%s", rv.g->watch);
+	qrc = recv_queue(&rv, rc, done, arg);
 	pthread_mutex_unlock(&rv.gs->lock);
-	if (rc < 0) {
-		/* what was handed out comes back after invisible */
+	if (rc < 0)
 		rc = fm_broker_fail(cause, rc, "cannot read topic '%s': %s",
 		    topic, fm_err_msg(rc));
-		rows_commit(rv.gs, &rv.rs, NULL);
-	} else {
-		rc = rows_commit(rv.gs, &rv.rs, cause);
-	}
+	else if ((rc = qrc) < 0)
+		rc = store_fail(cause, rc);
 	if (rc < 0)
 		fm_recv_result_free(out);
 	atomic_fetch_add(&b->pulled_msgs, out->msgs.n);
 out:
 	filter_free(&rv.f);
+	return rc;
+}
+
+int
+fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
+    const char *group, const struct fm_recv_opts *opts,
+    struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause)
+{
+	return receive(b, topic, group, opts, out, done, arg, cause);
+}
+
+int
+fm_broker_group_receive(struct fm_broker *b, const char *topic,
+    const char *group, const struct fm_recv_opts *opts,
+    struct fm_recv_result *out, char **cause)
+{
+	struct fm_store_wait w;
+	int rc;
+
+	fm_store_wait_init(&w);
+	rc = receive(b, topic, group, opts, out, fm_store_wait_done, &w, cause);
+	rc = sync_end(&w, rc, cause);
+	if (rc < 0)
+		fm_recv_result_free(out);
 	return rc;
 }
 
@@ -827,10 +892,10 @@ settle_one(struct settle *s, const char *handle, char **cause)
 	return 0;
 }
 
-int
-fm_broker_group_settle(struct fm_broker *b, const char *topic,
-    const char *group, int nack, int64_t delay_ms, const char *const *handles,
-    size_t n, int *errs, char **causes, char **cause)
+static int
+settle(struct fm_broker *b, const char *topic, const char *group, int nack,
+    int64_t delay_ms, const char *const *handles, size_t n, int *errs,
+    char **causes, fm_done_fn done, void *arg, char **cause)
 {
 	struct settle s = {b->groups, NULL, 0, 0, nack, delay_ms, 0, {0}, 0};
 	struct fm_topic_conf tc;
@@ -851,11 +916,35 @@ fm_broker_group_settle(struct fm_broker *b, const char *topic,
 	}
 	if (s.freed)
 		seq = ++s.g->seq;
+	rc = rows_queue(s.gs, &s.rs, done, arg);
 	pthread_mutex_unlock(&s.gs->lock);
-	rc = rows_commit(s.gs, &s.rs, cause);
 	if (s.freed)
 		fm_waiters_notify(b->ws, s.g->watch, 0, seq);
-	return rc;
+	return rc < 0 ? store_fail(cause, rc) : rc;
+}
+
+int
+fm_broker_group_settle_async(struct fm_broker *b, const char *topic,
+    const char *group, int nack, int64_t delay_ms, const char *const *handles,
+    size_t n, int *errs, char **causes, fm_done_fn done, void *arg,
+    char **cause)
+{
+	return settle(b, topic, group, nack, delay_ms, handles, n, errs, causes,
+	    done, arg, cause);
+}
+
+int
+fm_broker_group_settle(struct fm_broker *b, const char *topic,
+    const char *group, int nack, int64_t delay_ms, const char *const *handles,
+    size_t n, int *errs, char **causes, char **cause)
+{
+	struct fm_store_wait w;
+	int rc;
+
+	fm_store_wait_init(&w);
+	rc = settle(b, topic, group, nack, delay_ms, handles, n, errs, causes,
+	    fm_store_wait_done, &w, cause);
+	return sync_end(&w, rc, cause);
 }
 
 /* ---- dead letters ---- */
@@ -1018,6 +1107,7 @@ dlq_sweep(struct fm_groups *gs, struct group *g)
 				row_offset(&rs, g, c[i].qi);
 				seq = ++g->seq;
 			}
+			rows_queue(gs, &rs, NULL, NULL);
 		} else if (e != NULL && e->dlq) {
 			e->dlq = 0;
 			e->armed = 1;
@@ -1027,8 +1117,6 @@ dlq_sweep(struct fm_groups *gs, struct group *g)
 		pthread_mutex_unlock(&gs->lock);
 	}
 	free(c);
-	if (rows_commit(gs, &rs, NULL) < 0)
-		fm_warn("group %s: cannot store the DLQ moves", g->name);
 	if (seq != 0)
 		fm_waiters_notify(gs->b->ws, g->watch, 0, seq);
 }
@@ -1187,9 +1275,9 @@ reset_target(struct fm_broker *b, const char *topic, uint32_t qi,
 	return rc;
 }
 
-int
-fm_broker_group_reset(struct fm_broker *b, const char *topic, const char *group,
-    enum fm_reset how, int64_t ts_ms, char **cause)
+static int
+reset(struct fm_broker *b, const char *topic, const char *group,
+    enum fm_reset how, int64_t ts_ms, fm_done_fn done, void *arg, char **cause)
 {
 	struct fm_groups *gs = b->groups;
 	struct rows rs = {NULL, 0, 0};
@@ -1223,12 +1311,34 @@ fm_broker_group_reset(struct fm_broker *b, const char *topic, const char *group,
 		row_offset(&rs, g, qi);
 	}
 	seq = ++g->seq;
+	rc = rows_queue(gs, &rs, done, arg);
 	pthread_mutex_unlock(&gs->lock);
-	rc = rows_commit(gs, &rs, cause);
 	fm_waiters_notify(b->ws, g->watch, 0, seq);
+	if (rc < 0)
+		rc = store_fail(cause, rc);
 out:
 	free(to);
 	return rc;
+}
+
+int
+fm_broker_group_reset_async(struct fm_broker *b, const char *topic,
+    const char *group, enum fm_reset how, int64_t ts_ms, fm_done_fn done,
+    void *arg, char **cause)
+{
+	return reset(b, topic, group, how, ts_ms, done, arg, cause);
+}
+
+int
+fm_broker_group_reset(struct fm_broker *b, const char *topic, const char *group,
+    enum fm_reset how, int64_t ts_ms, char **cause)
+{
+	struct fm_store_wait w;
+
+	fm_store_wait_init(&w);
+	return sync_end(&w,
+	    reset(b, topic, group, how, ts_ms, fm_store_wait_done, &w, cause),
+	    cause);
 }
 
 static int
