@@ -3,11 +3,14 @@
  * group state, reset, and the list of groups.
  *
  * Owns nothing across requests. Validates the query and body, calls the
- * broker (groups.c holds the rules) and answers. Ack, nack, receive and
- * reset block the calling MHD thread for the state.db commit they wait
- * for (shared with concurrent requests: group commit), rather than
- * parking: the commit is short and parking would need a completion
- * thread in the broker.
+ * broker (groups.c holds the rules) and answers. Receive, ack, nack and
+ * reset use the broker's async forms: the answer is prepared at once and
+ * the connection parked (fm_req_await) until the state.db commit it
+ * depends on is done, so no MHD thread waits for an fsync. A receive's
+ * messages go out only once their receipts are durable, an ack, nack or
+ * reset is confirmed once durable; a failed commit replaces the prepared
+ * answer with the error. A handler woken by that completion
+ * (r->completed) only answers.
  *
  * Receive with ?fifo=true gives RocketMQ 5 FIFO group semantics (see
  * fm_recv_opts in broker.h): a choice per request, not stored, so every
@@ -101,6 +104,34 @@ reply_messages(struct fm_req *r, const struct fm_recv_result *res)
 	fm_json_obj_end(&j);
 }
 
+/* The commit a prepared answer waited for failed: answer the error. */
+static void
+commit_failed(struct fm_req *r)
+{
+	fm_reply_error(r, fm_http_code_of(r->done_err),
+	    "cannot store the group state: %s", fm_err_msg(r->done_err));
+}
+
+/* The answer is prepared and the async call given t returned rc (0 or
+ * 1): answer once its commit is done. */
+static int
+await_commit(struct fm_req *r, struct fm_ticket *t, int rc)
+{
+	rc = fm_req_await(r, t, rc);
+	if (rc == FM_H_DONE && r->done_err != 0)
+		commit_failed(r);
+	return rc;
+}
+
+/* Woken by the commit of the prepared answer. */
+static int
+committed(struct fm_req *r)
+{
+	if (r->done_err != 0)
+		commit_failed(r);
+	return FM_H_DONE;
+}
+
 /* Park again unless the wait is over: woken for a timeout or shutdown,
  * or the deadline passed. */
 static int
@@ -115,26 +146,35 @@ int
 fm_h_group_receive(struct fm_req *r)
 {
 	struct fm_recv_result res = FM_RECV_RESULT_INIT;
-	const char *topic = fm_arg_topic(r);
+	const char *topic;
 	struct fm_recv_opts o;
+	struct fm_ticket *t;
 	char *cause = NULL;
 	double wait;
-	int err, rc = FM_H_DONE;
+	int err, rc;
 
+	if (r->woken && r->completed)
+		return committed(r);
+	topic = fm_arg_topic(r);
 	if (topic == NULL || recv_args(r, &o, &wait) != 0)
 		return FM_H_DONE;
 	if (r->deadline == 0)
 		r->deadline = fm_mono_ms() + (int64_t)(wait * 1000);
-	err = fm_broker_group_receive(
-	    r->h->b, topic, group_param(r), &o, &res, &cause);
-	if (err != 0) {
+	t = fm_req_ticket(r);
+	err = fm_broker_group_receive_async(r->h->b, topic, group_param(r), &o,
+	    &res, fm_req_ticket_done, t, &cause);
+	if (err < 0) {
+		free(t);
 		fm_reply_err(r, err, cause, FM_HC_TOPIC_NOT_FOUND);
 		return FM_H_DONE;
 	}
-	if (res.msgs.n == 0 && should_park(r, wait))
+	if (res.msgs.n == 0 && should_park(r, wait)) {
+		free(t); /* no message: err is 1 */
 		rc = fm_req_park(r, res.watch_topic, 0, res.watch_offset);
-	else
+	} else {
 		reply_messages(r, &res);
+		rc = await_commit(r, t, err);
+	}
 	fm_recv_result_free(&res);
 	return rc;
 }
@@ -174,8 +214,11 @@ settle(struct fm_req *r, int nack)
 	struct fm_settle_body sb;
 	const char *topic = fm_arg_topic(r);
 	char *cause = NULL, **causes = NULL;
-	int *errs = NULL, err;
+	struct fm_ticket *t;
+	int *errs = NULL, err, rc = FM_H_DONE;
 
+	if (r->woken)
+		return committed(r);
 	if (topic == NULL)
 		return FM_H_DONE;
 	err = fm_codec_parse_settle(r->body.data != NULL ? r->body.data : "",
@@ -187,19 +230,24 @@ settle(struct fm_req *r, int nack)
 	}
 	errs = xcalloc(sb.n, sizeof(*errs));
 	causes = xcalloc(sb.n, sizeof(*causes));
-	err = fm_broker_group_settle(r->h->b, topic, group_param(r), nack,
+	t = fm_req_ticket(r);
+	err = fm_broker_group_settle_async(r->h->b, topic, group_param(r), nack,
 	    sb.delay_s < 0 ? -1 : (int64_t)(sb.delay_s * 1000 + 0.5),
-	    (const char *const *)sb.handles, sb.n, errs, causes, &cause);
-	if (err != 0)
+	    (const char *const *)sb.handles, sb.n, errs, causes,
+	    fm_req_ticket_done, t, &cause);
+	if (err < 0) {
+		free(t);
 		fm_reply_err(r, err, cause, FM_HC_TOPIC_NOT_FOUND);
-	else
+	} else {
 		reply_settled(r, &sb, errs, causes);
+		rc = await_commit(r, t, err);
+	}
 	for (size_t i = 0; i < sb.n; i++)
 		free(causes[i]);
 	free(causes);
 	free(errs);
 	fm_codec_settle_free(&sb);
-	return FM_H_DONE;
+	return rc;
 }
 
 int
@@ -281,10 +329,13 @@ fm_h_group_reset(struct fm_req *r)
 {
 	const char *topic = fm_arg_topic(r);
 	enum fm_reset how = FM_RESET_EARLIEST;
+	struct fm_ticket *t;
 	char *cause = NULL;
 	int64_t ts = 0;
 	int err;
 
+	if (r->woken)
+		return committed(r);
 	if (topic == NULL)
 		return FM_H_DONE;
 	err = fm_codec_parse_reset(r->body.data != NULL ? r->body.data : "",
@@ -294,13 +345,16 @@ fm_h_group_reset(struct fm_req *r)
 		free(cause);
 		return FM_H_DONE;
 	}
-	err = fm_broker_group_reset(
-	    r->h->b, topic, group_param(r), how, ts, &cause);
-	if (err != 0) {
+	t = fm_req_ticket(r);
+	err = fm_broker_group_reset_async(r->h->b, topic, group_param(r), how,
+	    ts, fm_req_ticket_done, t, &cause);
+	if (err < 0) {
+		free(t);
 		fm_reply_err(r, err, cause, FM_HC_TOPIC_NOT_FOUND);
 		return FM_H_DONE;
 	}
-	return answer_state(r, topic);
+	answer_state(r, topic);
+	return await_commit(r, t, err);
 }
 
 int

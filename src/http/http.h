@@ -84,7 +84,8 @@ struct fm_req {
 	enum fm_wake why; /* why the last wake happened */
 	int draining; /* counted in h->draining */
 	int64_t deadline; /* fm_mono_ms deadline of the long-poll, 0 unset */
-	int done_err; /* a parked publish's completion: 0 when durable */
+	int done_err; /* a parked completion's err: 0 when durable */
+	int completed; /* the last wake was a completion's, not a watch's */
 };
 
 /* Suspend r until the queue has a message at or beyond offset, or
@@ -92,15 +93,19 @@ struct fm_req {
 int fm_req_park(
     struct fm_req *r, const char *topic, uint32_t queue_id, uint64_t offset);
 
-/* Parking a publish until durable: create a ticket, hand the broker's
- * async call fm_req_ticket_done and the ticket; if the call returned 0,
- * prepare the success answer and return fm_req_park_durable(r, t), which
- * parks (FM_H_PARKED; the handler runs again with r->woken and
+/* Parking a request until a broker completion (a publish durable, a
+ * consumer group commit): create a ticket, hand the broker's async call
+ * fm_req_ticket_done and the ticket; if the call returned 0, prepare the
+ * success answer and return fm_req_park_durable(r, t), which parks
+ * (FM_H_PARKED; the handler runs again with r->woken, r->completed and
  * r->done_err) or, when the completion already came, gives FM_H_DONE with
- * r->done_err set. Otherwise free(t): the call will never complete it. */
+ * r->done_err set. Otherwise free(t): the call will never complete it.
+ * fm_req_await does the last step for a call returning 1 (nothing to
+ * wait for: t is freed, FM_H_DONE with r->done_err 0) or 0. */
 struct fm_ticket *fm_req_ticket(struct fm_req *r);
 void fm_req_ticket_done(void *ticket, int err);
 int fm_req_park_durable(struct fm_req *r, struct fm_ticket *t);
+int fm_req_await(struct fm_req *r, struct fm_ticket *t, int rc);
 
 /* Query argument, header, route parameter: borrowed, NULL when absent
  * (a query argument given without '=' is ""). */

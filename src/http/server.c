@@ -1,12 +1,13 @@
 /*
  * server.c - the libmicrohttpd daemon: listening socket, per-request
  * context, body accumulation with caps, the route table, queuing replies,
- * and the suspend/resume plumbing of long-polls.
+ * and the suspend/resume plumbing of long-polls and of requests waiting
+ * for a broker completion.
  *
  * Owns: struct fm_http, every struct fm_req (created on the first access
  * handler call, freed in the completed callback) and the tickets shared
- * with broker watches. Does not own: what a route does (h_*.c), JSON
- * (codec.c), the error table (reply.c).
+ * with broker watches and completions. Does not own: what a route does
+ * (h_*.c), JSON (codec.c), the error table (reply.c).
  *
  * Request flow, one MHD access-handler call per row:
  *
@@ -195,14 +196,17 @@ park_unlink(struct fm_http *h, struct fm_req *r)
 	r->prev = r->next = NULL;
 }
 
-/* Under h->lock: r leaves the parked list and will be answered. */
+/* Under h->lock: r leaves the parked list and will be answered.
+ * completed: the wake is a completion's (fm_req_park_durable). */
 static void
-wake_locked(struct fm_http *h, struct fm_req *r, enum fm_wake why)
+wake_locked(
+    struct fm_http *h, struct fm_req *r, enum fm_wake why, int completed)
 {
 	park_unlink(h, r);
 	r->ticket = NULL;
 	r->woken = 1;
 	r->why = why;
+	r->completed = completed;
 	r->draining = 1;
 	h->draining++;
 	MHD_resume_connection(r->conn);
@@ -220,7 +224,7 @@ on_wake(void *arg, enum fm_wake why)
 		struct fm_http *h = t->h;
 
 		pthread_mutex_lock(&h->lock);
-		wake_locked(h, t->r, why);
+		wake_locked(h, t->r, why, 0);
 		pthread_mutex_unlock(&h->lock);
 	}
 	free(t);
@@ -242,6 +246,7 @@ fm_req_park(
 	if (h->stopping) {
 		r->woken = 1;
 		r->why = FM_WAKE_SHUTDOWN;
+		r->completed = 0;
 		r->draining = 1;
 		h->draining++;
 		MHD_resume_connection(r->conn);
@@ -260,10 +265,11 @@ fm_req_park(
 }
 
 /*
- * Parking a publish until it is durable. The broker call that takes the
- * ticket may complete on another thread before the handler parks, so the
- * moves are made under h->lock, and the connection is suspended only if
- * the completion has not come yet:
+ * Parking a request until a broker completion: a publish durable, a
+ * consumer group commit (receive, ack, nack, reset). The broker call that
+ * takes the ticket may complete on another thread before the handler
+ * parks, so the moves are made under h->lock, and the connection is
+ * suspended only if the completion has not come yet:
  *
  *   state    event                        move (by whom)
  *   -------  ---------------------------  -------------------------------
@@ -273,7 +279,8 @@ fm_req_park(
  *   ATTACHED completion                   wake and resume r, free ticket
  *
  * fm_http_stop never detaches these: the store is still open and will
- * complete them, and an answer saying "durable" is what the producer
+ * complete them (its log flusher and state committer run until the
+ * broker closes), and an answer saying "durable" is what the client
  * waits for.
  */
 struct fm_ticket *
@@ -302,7 +309,7 @@ fm_req_ticket_done(void *arg, int err)
 		return;
 	}
 	t->r->done_err = err;
-	wake_locked(h, t->r, FM_WAKE_DATA);
+	wake_locked(h, t->r, FM_WAKE_DATA, 1);
 	pthread_mutex_unlock(&h->lock);
 	free(t);
 }
@@ -316,6 +323,7 @@ fm_req_park_durable(struct fm_req *r, struct fm_ticket *t)
 	if (atomic_load(&t->state) == TICKET_FIRED) {
 		pthread_mutex_unlock(&h->lock);
 		r->done_err = t->err;
+		r->completed = 1;
 		free(t);
 		return FM_H_DONE;
 	}
@@ -329,6 +337,17 @@ fm_req_park_durable(struct fm_req *r, struct fm_ticket *t)
 	park_link(h, r);
 	pthread_mutex_unlock(&h->lock);
 	return FM_H_PARKED;
+}
+
+int
+fm_req_await(struct fm_req *r, struct fm_ticket *t, int rc)
+{
+	if (rc == 0)
+		return fm_req_park_durable(r, t);
+	free(t);
+	r->done_err = 0;
+	r->completed = 1;
+	return FM_H_DONE;
 }
 
 /* ---- event streams ---- */
@@ -816,7 +835,7 @@ drain(struct fm_http *h)
 			continue;
 		if (atomic_compare_exchange_strong(
 		        &r->ticket->state, &expected, TICKET_DETACHED))
-			wake_locked(h, r, FM_WAKE_SHUTDOWN);
+			wake_locked(h, r, FM_WAKE_SHUTDOWN, 0);
 	}
 	while (h->parked != NULL)
 		pthread_cond_wait(&h->cond, &h->lock);
