@@ -451,6 +451,16 @@ read_cached(struct fm_bcast *bc, uint32_t q, size_t *bytes,
 	return n;
 }
 
+/* Whether queue q still holds the next offset to read. */
+static int
+retained(const struct fm_bcast *bc, uint32_t q)
+{
+	uint64_t min, max;
+
+	fm_broker_queue_range(bc->b, bc->topic, q, &min, &max);
+	return bc->next[q] >= min;
+}
+
 /* One turn on queue q: returns the bytes emitted (0: nothing new). */
 static int
 read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
@@ -461,8 +471,10 @@ read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
 	int err, n = 0;
 
 	/* a turn is FM_BCAST_BATCH events however many the cache holds, so
-	 * the merge order does not depend on what other readers read */
-	if (bc->cache != NULL &&
+	 * the merge order does not depend on what other readers read; the
+	 * cache may still hold events retention deleted, which the store
+	 * must answer for (invariant 3) */
+	if (bc->cache != NULL && retained(bc, q) &&
 	    (n = read_cached(bc, q, bytes, emit, arg)) == FM_BCAST_BATCH)
 		return n;
 	memset(&pr, 0, sizeof(pr));
