@@ -41,4 +41,14 @@ void fx_wake_cb(void *arg, enum fm_wake why);
 /* The last wake's reason once one came, or -1 when none came within ms. */
 int fx_wake_wait(struct fx_wake *w, int ms);
 
+/* state.db's syncs, seen through a VFS over SQLite's default one:
+ * fx_state_vfs installs it as the default (before the databases of a
+ * test are opened; it stays for the process); fx_state_syncs counts the
+ * syncs of state.db and its WAL so far; while fx_state_fail_syncs(1) is
+ * in force they fail with SQLITE_IOERR_FSYNC (as an fdatasync error
+ * would) without syncing. */
+void fx_state_vfs(void);
+int fx_state_syncs(void);
+void fx_state_fail_syncs(int fail);
+
 #endif

@@ -7,6 +7,18 @@
  * receipts that survive closing and reopening the broker, and the store's
  * group rows written by many threads at once (group commit).
  *
+ * The async forms and state.db's committer: calls queued while the
+ * committer is busy share one transaction (one sync) and complete in
+ * queue order on the committer thread; a failed sync reaches every call
+ * of its batch and the rows are applied again with the next commit; a
+ * close commits what is queued, an abandon commits a prefix and tells
+ * the rest -FM_E_SHUTDOWN; the broker's async receive, ack, nack and
+ * reset report through done, and a receive whose commit failed gives its
+ * messages back after invisible. Syncs are counted and failed through a
+ * VFS over SQLite's (fixture.h); the committer is held busy by a done
+ * that waits for the test (a done must not block: here that is the
+ * point).
+ *
  * Waiting is always on a watch: the group's watch topic for messages
  * that become visible again, the DLQ topic's queue for dead letters.
  */
@@ -28,6 +40,7 @@
 #include "base/err.h"
 #include "base/xmalloc.h"
 #include "broker/broker.h"
+#include "store/state.h"
 #include "store/store.h"
 #include "fixture.h"
 
@@ -38,6 +51,7 @@ setup(void **state)
 {
 	struct fx *f = fx_new("fmgroups");
 
+	fx_state_vfs();
 	f->cfg.default_topic_queue_nums = QUEUES;
 	f->cfg.max_reconsume_times = 1;
 	fx_open(f);
@@ -400,24 +414,38 @@ write_rows(void *arg)
 	return NULL;
 }
 
+/* A store of its own in a directory of the fixture's. */
+struct own_store {
+	char root[300];
+	struct fm_store_options o;
+	struct fm_store *st;
+};
+
+static void
+own_open(struct fx *f, const char *name, struct own_store *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->root, sizeof(s->root), "%s/%s", f->dir, name);
+	s->o.root = s->root;
+	s->o.segment_size = 64u << 10;
+	s->o.flush_interval_ms = 100;
+	s->o.disk_warning_ratio = 1.0;
+	assert_int_equal(fm_store_open(&s->o, &s->st), 0);
+}
+
 static void
 test_store_group_rows(void **state)
 {
 	struct fx *f = *state;
-	struct fm_store_options o = {0};
+	struct own_store os;
 	struct writer w[WRITERS];
 	pthread_t th[WRITERS];
 	struct fm_grow *v = NULL, clear = {0}, del = {0};
-	struct fm_store *st = NULL;
+	struct fm_store *st;
 	size_t n = 0, receipts = 0, offsets = 0;
-	char root[300];
 
-	snprintf(root, sizeof(root), "%s/store", f->dir);
-	o.root = root;
-	o.segment_size = 64u << 10;
-	o.flush_interval_ms = 100;
-	o.disk_warning_ratio = 1.0;
-	assert_int_equal(fm_store_open(&o, &st), 0);
+	own_open(f, "store", &os);
+	st = os.st;
 	for (int i = 0; i < WRITERS; i++) {
 		w[i] = (struct writer){st, i, 0};
 		assert_int_equal(
@@ -438,7 +466,7 @@ test_store_group_rows(void **state)
 	assert_int_equal(fm_store_group_write(st, &clear, 1), 0);
 	assert_int_equal(fm_store_group_write(st, &del, 1), 0);
 	fm_store_close(st);
-	assert_int_equal(fm_store_open(&o, &st), 0);
+	assert_int_equal(fm_store_open(&os.o, &st), 0);
 	assert_int_equal(fm_store_group_load(st, &v, &n), 0);
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].kind == FM_GROW_OFFSET) {
@@ -458,6 +486,374 @@ test_store_group_rows(void **state)
 	assert_int_equal(receipts, (WRITERS - 1) * ROWS_EACH - 1);
 	free(v);
 	fm_store_close(st);
+}
+
+/* ---- the committer ---- */
+
+#define JOBS 40
+
+/* Completions of async writes: job i writes the receipt at offset i. */
+struct rec {
+	pthread_mutex_t m;
+	pthread_cond_t c; /* monotonic */
+	int n; /* completions so far */
+	int order[JOBS]; /* job ids in completion order */
+	int errs[JOBS]; /* by job id */
+	int called[JOBS]; /* by job id */
+	pthread_t thread; /* that ran the last completion */
+	int held; /* job 0's done is waiting for open */
+	int open; /* job 0's done may return */
+};
+
+struct job {
+	struct rec *r;
+	int id;
+};
+
+static struct job jobs[JOBS];
+
+static void
+rec_init(struct rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->m, NULL);
+	fm_cond_init_monotonic(&r->c);
+	for (int i = 0; i < JOBS; i++)
+		jobs[i] = (struct job){r, i};
+}
+
+static void
+rec_destroy(struct rec *r)
+{
+	pthread_cond_destroy(&r->c);
+	pthread_mutex_destroy(&r->m);
+}
+
+/* The done of every job; job 0 holds the committer until r->open. */
+static void
+rec_done(void *arg, int err)
+{
+	struct job *j = arg;
+	struct rec *r = j->r;
+
+	pthread_mutex_lock(&r->m);
+	r->order[r->n++] = j->id;
+	r->errs[j->id] = err;
+	r->called[j->id]++;
+	r->thread = pthread_self();
+	r->held = j->id == 0;
+	pthread_cond_broadcast(&r->c);
+	while (j->id == 0 && !r->open)
+		pthread_cond_wait(&r->c, &r->m);
+	r->held = 0;
+	pthread_mutex_unlock(&r->m);
+}
+
+/* Wait until n completions came, or job 0 is holding the committer. */
+static void
+rec_wait(struct rec *r, int n, int held)
+{
+	struct timespec ts;
+
+	fm_deadline_ts(&ts, 10000);
+	pthread_mutex_lock(&r->m);
+	while (held ? !r->held : r->n < n)
+		if (pthread_cond_timedwait(&r->c, &r->m, &ts) != 0)
+			fail_msg("%d of %d completions came", r->n, n);
+	pthread_mutex_unlock(&r->m);
+}
+
+static void
+rec_open(struct rec *r)
+{
+	pthread_mutex_lock(&r->m);
+	r->open = 1;
+	pthread_cond_broadcast(&r->c);
+	pthread_mutex_unlock(&r->m);
+}
+
+/* One malloc'd receipt row at offset off. */
+static struct fm_grow *
+receipt_row(uint64_t off)
+{
+	struct fm_grow *g = xcalloc(1, sizeof(*g));
+
+	g->kind = FM_GROW_RECEIPT;
+	snprintf(g->topic, sizeof(g->topic), "t");
+	snprintf(g->group, sizeof(g->group), "g");
+	g->offset = off;
+	g->nonce = off + 1;
+	return g;
+}
+
+static void
+queue_job(struct fm_store *st, int id)
+{
+	assert_int_equal(fm_store_group_write_async(st,
+	                     receipt_row((uint64_t)id), 1, rec_done, &jobs[id]),
+	    0);
+}
+
+/* Queue job 0 and wait until its done holds the committer. */
+static void
+hold_committer(struct fm_store *st, struct rec *r)
+{
+	queue_job(st, 0);
+	rec_wait(r, 0, 1);
+}
+
+/* Which receipt offsets of ("t", "g") the store holds. */
+static void
+stored(struct fm_store *st, int *present)
+{
+	struct fm_grow *v = NULL;
+	size_t n = 0;
+
+	memset(present, 0, JOBS * sizeof(*present));
+	assert_int_equal(fm_store_group_load(st, &v, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].kind == FM_GROW_RECEIPT && v[i].offset < JOBS)
+			present[v[i].offset] = 1;
+	free(v);
+}
+
+/* Calls queued while the committer is busy share one transaction: one
+ * sync for all of them; their done runs in queue order, on the
+ * committer's thread. */
+static void
+test_commit_batches(void **state)
+{
+	struct fx *f = *state;
+	struct own_store os;
+	struct rec r;
+	int syncs, present[JOBS];
+
+	rec_init(&r);
+	own_open(f, "store", &os);
+	hold_committer(os.st, &r);
+	syncs = fx_state_syncs();
+	for (int i = 1; i < JOBS; i++)
+		queue_job(os.st, i);
+	rec_open(&r);
+	rec_wait(&r, JOBS, 0);
+	assert_int_equal(fx_state_syncs() - syncs, 1);
+	for (int i = 0; i < JOBS; i++) {
+		assert_int_equal(r.order[i], i);
+		assert_int_equal(r.errs[i], 0);
+	}
+	assert_false(pthread_equal(r.thread, pthread_self()));
+	assert_int_equal(
+	    fm_store_group_write_async(os.st, NULL, 0, NULL, NULL), 1);
+	fm_store_close(os.st);
+	assert_int_equal(fm_store_open(&os.o, &os.st), 0);
+	stored(os.st, present);
+	for (int i = 0; i < JOBS; i++)
+		assert_true(present[i]);
+	fm_store_close(os.st);
+	rec_destroy(&r);
+}
+
+/* A failed sync reaches every call of its batch; their rows are applied
+ * again with the next commit, so state.db never holds a later call's
+ * rows without an earlier one's. */
+static void
+test_commit_failure(void **state)
+{
+	struct fx *f = *state;
+	struct own_store os;
+	struct fm_grow *bad;
+	struct rec r;
+	int present[JOBS];
+
+	rec_init(&r);
+	own_open(f, "store", &os);
+	hold_committer(os.st, &r);
+	for (int i = 1; i < 4; i++)
+		queue_job(os.st, i);
+	fx_state_fail_syncs(1);
+	rec_open(&r);
+	rec_wait(&r, 4, 0);
+	fx_state_fail_syncs(0);
+	for (int i = 1; i < 4; i++)
+		assert_int_equal(r.errs[i], -FM_E_IO);
+	bad = receipt_row(9);
+	bad->kind = (enum fm_grow_kind)99;
+	assert_int_equal(fm_store_group_write_async(os.st, bad, 1, NULL, NULL),
+	    -FM_E_INVALID);
+	queue_job(os.st, 4);
+	rec_wait(&r, 5, 0);
+	assert_int_equal(r.errs[4], 0);
+	fm_store_abandon(os.st);
+	assert_int_equal(fm_store_open(&os.o, &os.st), 0);
+	stored(os.st, present);
+	for (int i = 0; i < 5; i++)
+		assert_true(present[i]);
+	assert_false(present[9]);
+	fm_store_close(os.st);
+	rec_destroy(&r);
+}
+
+struct closer {
+	struct fm_store *st;
+	int abandon;
+};
+
+static void *
+close_store(void *arg)
+{
+	struct closer *c = arg;
+
+	if (c->abandon)
+		fm_store_abandon(c->st);
+	else
+		fm_store_close(c->st);
+	return NULL;
+}
+
+/* Close (or abandon) while calls are queued: every done is called once;
+ * a close commits them all, an abandon a prefix (each told 0) and tells
+ * the rest -FM_E_SHUTDOWN. */
+static void
+shutdown_with_queue(struct fx *f, int abandon)
+{
+	struct own_store os;
+	struct closer c;
+	struct rec r;
+	pthread_t th;
+	int present[JOBS], committed = 0;
+
+	rec_init(&r);
+	own_open(f, abandon ? "abandoned" : "closed", &os);
+	hold_committer(os.st, &r);
+	for (int i = 1; i < JOBS; i++)
+		queue_job(os.st, i);
+	c = (struct closer){os.st, abandon};
+	assert_int_equal(pthread_create(&th, NULL, close_store, &c), 0);
+	/* let the stop reach the committer first (the checks hold anyway) */
+	nanosleep(&(struct timespec){0, 50000000}, NULL);
+	rec_open(&r);
+	pthread_join(th, NULL);
+	assert_int_equal(r.n, JOBS);
+	assert_int_equal(fm_store_open(&os.o, &os.st), 0);
+	stored(os.st, present);
+	for (int i = 0; i < JOBS; i++) {
+		assert_int_equal(r.called[i], 1);
+		if (r.errs[i] == 0)
+			assert_int_equal(committed++, i);
+		else
+			assert_int_equal(r.errs[i], -FM_E_SHUTDOWN);
+		assert_int_equal(present[i], r.errs[i] == 0);
+	}
+	if (!abandon)
+		assert_int_equal(committed, JOBS);
+	fm_store_close(os.st);
+	rec_destroy(&r);
+}
+
+static void
+test_commit_shutdown(void **state)
+{
+	struct fx *f = *state;
+	struct fm_state *s = NULL;
+	char path[300];
+
+	shutdown_with_queue(f, 0);
+	shutdown_with_queue(f, 1);
+	snprintf(path, sizeof(path), "%s/state-only.db", f->dir);
+	assert_int_equal(fm_state_open(path, &s), 0);
+	fm_state_stop(s, 1);
+	assert_int_equal(
+	    fm_state_group_write_async(s, receipt_row(0), 1, NULL, NULL),
+	    -FM_E_SHUTDOWN);
+	fm_state_close(s);
+}
+
+/* The broker's async forms: results at once, durability through done;
+ * 1 when there is nothing to wait for. */
+static void
+test_async_calls(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT, z = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {8, 60000, NULL, 0};
+	const char *h[2] = {NULL, "xyz"};
+	char *causes[2] = {NULL, NULL};
+	struct fm_store_wait w;
+	int errs[2];
+
+	publish(f, "t", "x", NULL);
+	fm_store_wait_init(&w);
+	assert_int_equal(fm_broker_group_receive_async(f->b, "t", "g", &o, &r,
+	                     fm_store_wait_done, &w, NULL),
+	    0);
+	assert_int_equal(r.msgs.n, 1);
+	assert_int_equal(fm_store_wait_end(&w, 0), 0);
+	/* nothing new: 1, done is never called */
+	assert_int_equal(fm_broker_group_receive_async(
+	                     f->b, "t", "g", &o, &z, NULL, NULL, NULL),
+	    1);
+	assert_int_equal(z.msgs.n, 0);
+	h[0] = r.receipts[0];
+	fm_store_wait_init(&w);
+	assert_int_equal(fm_broker_group_settle_async(f->b, "t", "g", 0, -1, h,
+	                     2, errs, causes, fm_store_wait_done, &w, NULL),
+	    0);
+	assert_int_equal(errs[0], 0);
+	assert_int_equal(errs[1], -FM_E_INVALID);
+	free(causes[1]);
+	assert_int_equal(fm_store_wait_end(&w, 0), 0);
+	/* a stale handle only: nothing to commit */
+	assert_int_equal(fm_broker_group_settle_async(f->b, "t", "g", 0, -1, h,
+	                     1, errs, causes, NULL, NULL, NULL),
+	    1);
+	assert_int_equal(errs[0], -FM_E_GONE);
+	free(causes[0]);
+	fm_store_wait_init(&w);
+	assert_int_equal(
+	    fm_broker_group_reset_async(f->b, "t", "g", FM_RESET_EARLIEST, 0,
+	        fm_store_wait_done, &w, NULL),
+	    0);
+	assert_int_equal(fm_store_wait_end(&w, 0), 0);
+	fm_recv_result_free(&r);
+	fm_recv_result_free(&z);
+}
+
+/* A receive whose commit failed: done says so, its messages may not go
+ * out, and they come back after invisible; an ack whose commit failed is
+ * an error of the call. */
+static void
+test_async_commit_failure(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {8, 100, NULL, 0};
+	struct fm_store_wait w;
+	char *causes[1] = {NULL}, *cause = NULL;
+	const char *h[1];
+	int errs[1];
+
+	publish(f, "t", "x", NULL);
+	fx_state_fail_syncs(1);
+	fm_store_wait_init(&w);
+	assert_int_equal(fm_broker_group_receive_async(f->b, "t", "g", &o, &r,
+	                     fm_store_wait_done, &w, NULL),
+	    0);
+	assert_int_equal(fm_store_wait_end(&w, 0), -FM_E_IO);
+	fx_state_fail_syncs(0);
+	wait_group(f, &r);
+	fm_recv_result_free(&r);
+	recv_n(f, "t", "g", 8, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 1);
+	assert_int_equal(r.msgs.items[0].rec.reconsume_times, 1);
+	h[0] = r.receipts[0];
+	fx_state_fail_syncs(1);
+	assert_int_equal(fm_broker_group_settle(
+	                     f->b, "t", "g", 0, -1, h, 1, errs, causes, &cause),
+	    -FM_E_IO);
+	fx_state_fail_syncs(0);
+	assert_non_null(strstr(cause, "cannot store the group state"));
+	free(cause);
+	fm_recv_result_free(&r);
 }
 
 static void
@@ -509,6 +905,15 @@ main(void)
 	        test_fifo_one_per_queue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_store_group_rows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_commit_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_commit_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_commit_shutdown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_async_calls, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_async_commit_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	};
 
