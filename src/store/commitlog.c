@@ -23,6 +23,8 @@
  *     deleted, so the appender may use its fd without holding the lock.
  *  6. Once failed is set (an fdatasync failed) it never clears: nothing
  *     more is appended and flushed_offset never moves again.
+ *  7. delete_expired never removes a segment ending above retain_from
+ *     (the owner's retention floor), read under the write lock.
  *
  * Threads: one appender at a time (caller's lock); any number of readers
  * and waiters; the flusher thread; delete_expired from anywhere. Readers
@@ -86,6 +88,7 @@ struct fm_clog {
 	_Atomic uint64_t min_offset;
 	_Atomic uint64_t write_offset;
 	_Atomic uint64_t flushed_offset; /* changed by the flusher under fmu */
+	_Atomic uint64_t retain_from; /* invariant 7; UINT64_MAX: no floor */
 	atomic_int failed; /* invariant 6 */
 
 	unsigned char *wbuf; /* appender only: the batch being encoded */
@@ -945,6 +948,7 @@ clog_new(const struct fm_clog_options *opt)
 	log->on_flush_arg = opt->on_flush_arg;
 	log->flush_interval =
 	    opt->flush_interval_ms > 0 ? opt->flush_interval_ms : 500;
+	atomic_init(&log->retain_from, UINT64_MAX);
 	/* Writers first: a steady stream of readers must not starve the
 	 * appender adding a segment or retention removing one. */
 	pthread_rwlockattr_init(&attr);
@@ -1377,8 +1381,15 @@ fm_clog_oldest_ts(struct fm_clog *log)
 	return ts;
 }
 
+void
+fm_clog_retain_from(struct fm_clog *log, uint64_t offset)
+{
+	atomic_store(&log->retain_from, offset);
+}
+
 /* Takes the oldest segment out of segs[] if it may go: not the last one,
- * not holding write_offset (invariant 5), last written before cutoff. */
+ * not holding write_offset (invariant 5) nor bytes at or above the floor
+ * (invariant 7), last written before cutoff. */
 static int
 take_expired(struct fm_clog *log, int64_t cutoff, struct seg *out)
 {
@@ -1387,7 +1398,8 @@ take_expired(struct fm_clog *log, int64_t cutoff, struct seg *out)
 
 	pthread_rwlock_wrlock(&log->lock);
 	if (log->nsegs < 2 ||
-	    seg_end(log, &log->segs[0]) > atomic_load(&log->write_offset))
+	    seg_end(log, &log->segs[0]) > atomic_load(&log->write_offset) ||
+	    seg_end(log, &log->segs[0]) > atomic_load(&log->retain_from))
 		goto out;
 	if (fstat(log->segs[0].fd, &st) != 0 ||
 	    (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000 >=

@@ -110,8 +110,13 @@ void fm_clog_usage(struct fm_clog *log, size_t *segments, uint64_t *bytes);
 /* Store timestamp of the first record of the oldest segment, 0 if none. */
 int64_t fm_clog_oldest_ts(struct fm_clog *log);
 
+/* The owner's retention floor: fm_clog_delete_expired keeps every segment
+ * holding bytes at or above offset (and so every later one). UINT64_MAX,
+ * the value at open, for none. Safe from any thread. */
+void fm_clog_retain_from(struct fm_clog *log, uint64_t offset);
 /* Delete up to max_files of the oldest segments whose newest record was
- * stored before older_than_ms (epoch ms); never the segment being written.
+ * stored before older_than_ms (epoch ms), stopping at the first that must
+ * stay; never the segment being written nor one the floor keeps.
  * Returns how many were deleted. */
 int fm_clog_delete_expired(
     struct fm_clog *log, int64_t older_than_ms, int max_files);
