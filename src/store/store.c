@@ -26,6 +26,9 @@
  *      indexed is in index.db, those at or above it are pending in memory.
  *   3. store_ts never decreases along the log (the time index relies on
  *      it), whatever the wall clock does.
+ *   4. Retention (housekeeping) keeps the timer queue's records from
+ *      timer_low on, unless appends are refused: the log's floor is set
+ *      to the record of entry timer_low before each deletion pass.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -108,6 +111,7 @@ struct fm_store {
 	uint64_t dispatched;
 	uint64_t indexed;
 	uint64_t appended;
+	uint64_t timer_low; /* the timer queue's watermark, as in state.db */
 	int64_t last_commit_ms; /* fm_mono_ms of the last index commit */
 	double disk_ratio;
 	int writable;
@@ -649,6 +653,59 @@ prune_tombs(struct fm_store *st, uint64_t log_min)
 	pthread_mutex_unlock(&st->qlock);
 }
 
+/* The log offset retention must keep (invariant 4): the record of the
+ * timer queue's entry at the watermark, or the write offset when the
+ * queue holds nothing from there (what comes next lands above it); 0,
+ * keeping everything, when that record cannot be looked up. UINT64_MAX
+ * without a timer queue. */
+static uint64_t
+retention_floor(struct fm_store *st)
+{
+	const char *topic = st->opt.timer_topic;
+	struct cursor cur = {FM_BUF_INIT, {0}, 0};
+	uint64_t floor = fm_clog_write_offset(st->log), from;
+	struct fm_cq_mem m;
+	struct fm_cq *q;
+
+	if (topic == NULL)
+		return UINT64_MAX;
+	pthread_mutex_lock(&st->qlock);
+	q = fm_cq_find(st->queues, topic, strlen(topic), 0);
+	if (q != NULL) {
+		from = st->timer_low > q->min ? st->timer_low : q->min;
+		if (from < q->max)
+			floor =
+			    entry_at(st, q, from, &cur, &m) == 0 && m.e.size > 0
+			    ? m.e.log_offset
+			    : 0;
+	}
+	pthread_mutex_unlock(&st->qlock);
+	fm_buf_free(&cur.blob);
+	return floor;
+}
+
+/* Delete expired segments, keeping the floor unless appends are refused
+ * (store.h). */
+static void
+retention(struct fm_store *st, int64_t cutoff)
+{
+	uint64_t floor = retention_floor(st);
+	int deleted, writable;
+
+	pthread_mutex_lock(&st->qlock);
+	writable = st->writable;
+	pthread_mutex_unlock(&st->qlock);
+	fm_clog_retain_from(st->log, writable ? floor : UINT64_MAX);
+	deleted = fm_clog_delete_expired(st->log, cutoff, RETENTION_FILES);
+	if (deleted == 0)
+		return;
+	fm_info("store: retention deleted %d segment(s)", deleted);
+	if (fm_clog_min_offset(st->log) > floor)
+		fm_error("store: the disk is full: retention deleted timer"
+		         " queue records not yet delivered (log below %llu)",
+		    (unsigned long long)fm_clog_min_offset(st->log));
+}
+
 void
 fm_store_housekeep(struct fm_store *st, int64_t now_ms)
 {
@@ -656,13 +713,9 @@ fm_store_housekeep(struct fm_store *st, int64_t now_ms)
 	    ? st->opt.file_reserved_hours
 	    : DEFAULT_RESERVED_HOURS;
 	uint64_t log_min;
-	int deleted;
 
 	check_disk(st);
-	deleted = fm_clog_delete_expired(
-	    st->log, now_ms - (int64_t)hours * 3600 * 1000, RETENTION_FILES);
-	if (deleted > 0)
-		fm_info("store: retention deleted %d segment(s)", deleted);
+	retention(st, now_ms - (int64_t)hours * 3600 * 1000);
 	log_min = fm_clog_min_offset(st->log);
 	pthread_mutex_lock(&st->disp_lock);
 	if (log_min > st->hk_min && trim_index(st, log_min) == 0)
@@ -793,6 +846,19 @@ recover(struct fm_store *st)
 	return err;
 }
 
+/* The timer queue's watermark, for the retention floor. */
+static int
+load_timer_low(struct fm_store *st)
+{
+	uint64_t *delivered;
+	size_t n;
+	int err =
+	    fm_state_timer_load(st->state, &st->timer_low, &delivered, &n);
+
+	free(delivered);
+	return err;
+}
+
 static int
 load_tombstones(struct fm_store *st)
 {
@@ -904,6 +970,8 @@ open_parts(struct fm_store *st)
 	free(path);
 	if (err == 0)
 		err = load_tombstones(st);
+	if (err == 0)
+		err = load_timer_low(st);
 	if (err != 0)
 		return err;
 	xasprintf(&path, "%s/index.db", st->root);
@@ -1462,7 +1530,14 @@ int
 fm_store_timer_mark(
     struct fm_store *st, const uint64_t *delivered, size_t n, uint64_t low)
 {
-	return fm_state_timer_mark(st->state, delivered, n, low);
+	int err = fm_state_timer_mark(st->state, delivered, n, low);
+
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&st->qlock);
+	st->timer_low = low;
+	pthread_mutex_unlock(&st->qlock);
+	return 0;
 }
 
 static void

@@ -67,6 +67,10 @@ struct fm_store_options {
 	fm_store_notify_fn notify; /* may be NULL */
 	void *notify_arg;
 	int housekeeping_ms; /* disk check and retention period; 0 = 10 s */
+	const char *timer_topic; /* borrowed, NULL for none: queue 0 of this
+	                            topic is the timer queue, whose records
+	                            from the delivery watermark on retention
+	                            keeps (see fm_store_timer_mark) */
 };
 
 /* Open, recover and start the store's threads. *out is new (fm_store_close). */
@@ -221,7 +225,15 @@ int fm_store_timer_load(
     struct fm_store *st, uint64_t *low, uint64_t **delivered, size_t *n);
 /* In one transaction (synchronous=FULL): record the n delivered offsets
  * (those below low are dropped), set the watermark to low and forget the
- * marks below it. */
+ * marks below it.
+ *
+ * Retention floor: while the store is writable, housekeeping deletes no
+ * segment holding the record of the timer queue's entry at the durable
+ * watermark (the oldest one not known delivered), nor any later one, so
+ * a delay longer than file_reserved_hours keeps its message; only marks
+ * move the floor. On a full disk (appends refused) expired segments go
+ * as before, pending timer records with them (logged): a node that
+ * cannot append cannot deliver them either, and must not stay full. */
 int fm_store_timer_mark(
     struct fm_store *st, const uint64_t *delivered, size_t n, uint64_t low);
 
@@ -240,8 +252,9 @@ struct fm_store_stats {
 void fm_store_stats(struct fm_store *st, struct fm_store_stats *out);
 
 /* Run one housekeeping pass now, as if the clock read now_ms: disk check,
- * retention of segments stored before now_ms - file_reserved_hours, and
- * the consume queue and key rows below the log's new min offset. */
+ * retention of segments stored before now_ms - file_reserved_hours (up
+ * to the retention floor, see fm_store_timer_mark), and the consume
+ * queue and key rows below the log's new min offset. */
 void fm_store_housekeep(struct fm_store *st, int64_t now_ms);
 /* For crash tests: stop the threads and free everything without the final
  * index commit, as if the process had died after its last fdatasync

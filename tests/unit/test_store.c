@@ -4,7 +4,10 @@
  * appenders get contiguous per-queue offsets in log order; keys, time
  * lookups and notify; identical answers after a clean reopen, after
  * index.db is deleted (consume queue rebuild) and after an unclean stop;
- * topic deletion that survives restarts; retention and -FM_E_GONE.
+ * topic deletion that survives restarts; retention and -FM_E_GONE;
+ * the retention floor of the timer queue: its records from the delivery
+ * watermark on stay, with every later segment, across a reopen, until a
+ * mark moves the watermark, and the queues' min offsets follow the log.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -528,6 +531,80 @@ test_retention(void **state)
 	assert_true(max == 201);
 }
 
+/* Housekeeping as if 1000 hours had passed, pass after pass until
+ * nothing more goes; the log's min offset then. */
+static uint64_t
+expire_all(struct fixture *f)
+{
+	struct fm_store_stats ss;
+	uint64_t prev;
+
+	do {
+		fm_store_stats(f->st, &ss);
+		prev = ss.min_offset;
+		fm_store_housekeep(f->st, fm_now_ms() + 1000ll * 3600 * 1000);
+		fm_store_stats(f->st, &ss);
+	} while (ss.min_offset != prev);
+	return ss.min_offset;
+}
+
+static void
+test_retention_floor(void **state)
+{
+	struct fixture *f = *state;
+	char body[1024];
+	struct fm_record r[2];
+	struct fm_store_stats ss;
+	struct fm_cq_entry e[1];
+	uint64_t min, max, low, *marks;
+	size_t n;
+
+	memset(body, 'x', sizeof body - 1);
+	body[sizeof body - 1] = '\0';
+	fm_store_close(f->st);
+	f->opt.timer_topic = "tq";
+	assert_int_equal(fm_store_open(&f->opt, &f->st), 0);
+	/* entry 0 early, entry 1 in a middle segment */
+	mkrec(&r[0], "tq", 0, "first", NULL, 0);
+	assert_int_equal(fm_store_append(f->st, &r[0], 1), 0);
+	for (int i = 0; i < 300; i++) {
+		if (i == 150) {
+			mkrec(&r[1], "tq", 0, "second", NULL, 0);
+			assert_int_equal(fm_store_append(f->st, &r[1], 1), 0);
+		}
+		put(f, "a", 0, body, NULL, 0);
+	}
+	fm_store_stats(f->st, &ss);
+	assert_true(r[1].log_offset >= 2 * f->opt.segment_size &&
+	    r[1].log_offset + 2 * f->opt.segment_size < ss.write_offset);
+	assert_int_equal(expire_all(f), 0);
+	reopen(f, 1);
+	assert_int_equal(expire_all(f), 0);
+	/* entry 0 delivered: the floor moves to entry 1's segment */
+	assert_int_equal(fm_store_timer_mark(f->st, NULL, 0, 1), 0);
+	min = expire_all(f);
+	assert_true(min > 0 && min <= r[1].log_offset &&
+	    r[1].log_offset < min + f->opt.segment_size);
+	reopen(f, 0);
+	assert_int_equal(expire_all(f), min);
+	assert_int_equal(fm_store_timer_load(f->st, &low, &marks, &n), 0);
+	assert_true(low == 1 && n == 0);
+	free(marks);
+	/* the queues' min offsets follow the log's */
+	fm_store_queue_range(f->st, "tq", 0, &low, &max);
+	assert_true(low == 1 && max == 2);
+	fm_store_queue_range(f->st, "a", 0, &low, &max);
+	assert_true(low > 0 && max == 300);
+	assert_int_equal(fm_store_cq_read(f->st, "a", 0, low, e, 1, &n), 0);
+	assert_true(n == 1 && e[0].log_offset >= min);
+	assert_int_equal(
+	    fm_store_cq_read(f->st, "a", 0, low - 1, e, 1, &n), -FM_E_GONE);
+	/* everything delivered: only the segment being written stays */
+	assert_int_equal(fm_store_timer_mark(f->st, NULL, 0, 2), 0);
+	fm_store_stats(f->st, &ss);
+	assert_true(expire_all(f) > ss.write_offset - f->opt.segment_size);
+}
+
 int
 main(void)
 {
@@ -544,6 +621,8 @@ main(void)
 	        test_clean_close_async, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_topic_delete, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_retention_floor, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
