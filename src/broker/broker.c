@@ -121,6 +121,10 @@ store_options(struct fm_broker *b, struct fm_store_options *o)
 	o->disk_warning_ratio = cfg->disk_space_warning_level_ratio;
 	o->notify = on_notify;
 	o->notify_arg = b;
+	/* retention keeps what the timer has yet to deliver (a slave runs
+	 * no timer: its marks never move) */
+	o->timer_topic =
+	    cfg->broker_role != FM_ROLE_SLAVE ? FM_TIMER_TOPIC : NULL;
 }
 
 int

@@ -24,9 +24,15 @@
  * timer queue from the watermark, skipping delivered offsets; what is
  * overdue goes out at once.
  *
- * Known limits: a timer record is subject to the commit log's retention
- * (fileReservedTime) like any other, so a delay longer than the retention
- * can be lost; a message whose real topic was deleted (and cannot be
+ * Retention: the store keeps the timer queue's records from the durable
+ * watermark on (the broker names the queue in fm_store_options, the marks
+ * move it), so a delay longer than fileReservedTime keeps its message.
+ * The price: the oldest pending delayed message keeps every segment from
+ * its own on, so segments may outlive fileReservedTime by up to
+ * timerMaxDelaySec. Only a full disk overrides that (store.h); the scan
+ * then finds the records gone and skips them with a warning.
+ *
+ * Known limit: a message whose real topic was deleted (and cannot be
  * auto-created) when it falls due is dropped with a warning.
  *
  * Threads: one service thread. fm_timer_notify is called from the store's

@@ -12,12 +12,17 @@ Against the real daemon:
   - kill -9 with pending delays, restart: each is delivered exactly once,
     not before its time and within 1.5 s of it (or of the restart, for
     those that fell due while the node was down); a clean restart after
-    that delivers nothing again.
+    that delivers nothing again;
+  - retention (a second node with 64 KiB segments, whose files are aged
+    past fileReservedTime instead of waiting hours): a pending delayed
+    message keeps its segment and every later one; once it is delivered
+    retention takes them.
 
 Owns only these checks; the harness is fmtest.
 """
 
 import json
+import os
 import time
 
 import fmtest
@@ -27,6 +32,12 @@ MAX_DELAY = 30
 SLACK_MS = 1500
 node = fmtest.Daemon("delay", {"timerMaxDelaySec": MAX_DELAY,
                                "defaultTopicQueueNums": 1})
+aged = fmtest.Daemon("delay-aged", {"timerMaxDelaySec": MAX_DELAY,
+                                    "defaultTopicQueueNums": 1,
+                                    "mappedFileSizeCommitLog": 65536,
+                                    "maxMessageSize": 16384,
+                                    "cleanResourceInterval": 100,
+                                    "fileReservedTime": 1})
 
 
 def now_ms():
@@ -229,7 +240,51 @@ def test_kill9(t):
          "a clean restart delivers nothing again")
 
 
+def segments(d):
+    cl = os.path.join(d.data, "commitlog")
+    return sorted(n for n in os.listdir(cl) if len(n) == 20 and n.isdigit())
+
+
+def age_segments(d):
+    """Every segment file but the newest (being written) two hours old:
+    past fileReservedTime (1 h) for the next housekeeping pass."""
+    old = time.time() - 2 * 3600
+    for n in segments(d)[:-1]:
+        os.utime(os.path.join(d.data, "commitlog", n), (old, old))
+
+
+def test_retention(t):
+    aged.start()
+    r = aged.publish("d8", b"late", delay=6)
+    t.eq(r.status, 201, "publish delay=6 -> 201")
+    for i in range(60):
+        f = aged.publish("d8-fill", b"%04d" % i + b"f" * 4000)
+        if f.status != 201:
+            raise RuntimeError("publish: %r" % (f,))
+    files = segments(aged)
+    t.ok(len(files) >= 4, "60 messages of 4 KB fill several segments", files)
+    age_segments(aged)
+    time.sleep(1.0)  # ten housekeeping passes
+    t.eq(segments(aged), files, "the pending delayed message keeps its "
+         "segment and every later one, old as they are")
+    t.eq(aged.get("/v1/broker").json["commitLog"]["minOffset"], 0,
+         "minOffset stays 0")
+    deadline = now_ms() + 6000 + 8000
+    while (aged.pull("d8", 0).json["maxOffset"] < 1 and
+           now_ms() < deadline):
+        time.sleep(0.05)
+    t.eq(aged.pull("d8", 0).json["maxOffset"], 1, "it is delivered")
+    deadline = now_ms() + 5000
+    while len(segments(aged)) >= len(files) and now_ms() < deadline:
+        time.sleep(0.05)
+    t.ok(len(segments(aged)) < len(files),
+         "once delivered, retention takes the old segments", segments(aged))
+    t.ok(aged.get("/v1/broker").json["commitLog"]["minOffset"] > 0,
+         "and minOffset moves")
+
+
 if __name__ == "__main__":
     fmtest.main([test_delay_param, test_deliver_at, test_group_long_poll,
-                 test_order, test_ndjson, test_limits, test_kill9],
+                 test_order, test_ndjson, test_limits, test_kill9,
+                 test_retention],
                 timeout=60, start=[node])

@@ -4,8 +4,9 @@
  * deliver_at order and not before, the re-appended message's properties,
  * the publish limits, and durability of the pending entries and of the
  * delivery marks across a clean close and an unclean stop
- * (fm_store_abandon) with SYNC_FLUSH, and a pending entry lost to
- * retention.
+ * (fm_store_abandon) with SYNC_FLUSH; retention keeps a pending entry
+ * and every later segment until its delivery, across a restart, and
+ * only a full disk makes it lose one.
  *
  * Delays are a few hundred ms; waits poll the queue's max offset every
  * 5 ms with a deadline, so a loaded machine only makes a test slower.
@@ -415,18 +416,18 @@ durable_crash(void **state)
 	assert_int_equal(queue_max(f), 2);
 }
 
-/* Retention removed a pending timer record (a delay longer than
- * fileReservedTime): after a reopen the scan from the watermark finds it
- * gone, skips it (logged) and carries on with what is still there. */
+/* 100 messages of 2000 bytes to another topic (one queue): a few 64 KiB
+ * segments. */
 static void
-lost_to_retention(void **state)
+fill(struct fx *f)
 {
-	struct fx *f = *state;
 	char *body = xcalloc(1, 2000);
 	struct fm_pub_result r;
 	struct fm_pub_msg m;
 
-	publish_at(f, "far", fm_now_ms() + 600000, &r);
+	assert_int_equal(fm_broker_topic_put(f->b, "filler", 1,
+	                     FM_PERM_READ | FM_PERM_WRITE, NULL, NULL),
+	    0);
 	memset(&m, 0, sizeof(m));
 	memset(body, 'r', 2000);
 	m.body = body;
@@ -434,13 +435,101 @@ lost_to_retention(void **state)
 	for (int i = 0; i < 100; i++)
 		assert_int_equal(
 		    fm_broker_publish(f->b, "filler", &m, 1, &r, NULL), 0);
-	fm_store_housekeep(f->b->st, fm_now_ms() + 100ll * 3600 * 1000);
+	free(body);
+}
+
+/* Housekeeping as if 100 hours had passed (fileReservedTime is 72),
+ * until nothing more goes: the log's min offset then. */
+static uint64_t
+expire_all(struct fx *f)
+{
+	struct fm_broker_info bi;
+	uint64_t prev;
+
+	do {
+		fm_broker_info(f->b, &bi);
+		prev = bi.store.min_offset;
+		fm_store_housekeep(f->b->st, fm_now_ms() + 100ll * 3600 * 1000);
+		fm_broker_info(f->b, &bi);
+	} while (bi.store.min_offset != prev);
+	return bi.store.min_offset;
+}
+
+/* The log offset of a published message's record. */
+static uint64_t
+log_offset_of(struct fx *f, const char *msg_id)
+{
+	struct fm_msg_list l = FM_MSG_LIST_INIT;
+	uint64_t off;
+
+	assert_int_equal(fm_broker_get_message(f->b, msg_id, &l, NULL), 0);
+	off = l.items[0].rec.log_offset;
+	fm_msg_list_free(&l);
+	return off;
+}
+
+/* Delays longer than the retention: the oldest pending record, and every
+ * segment after it, stay until it is delivered; then the next pending
+ * one holds the floor, also after a restart. Queue min offsets follow
+ * the log's. */
+static void
+kept_by_retention(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pub_result soon, far;
+	struct fm_pull_result pr;
+	uint64_t min = 0, at, qmin, qmax;
+	int64_t end;
+
+	publish_at(f, "soon", fm_now_ms() + 200, &soon);
+	fill(f);
+	publish_at(f, "far", fm_now_ms() + 600000, &far);
+	fill(f);
+	at = log_offset_of(f, far.msg_id);
+	wait_max(f, 1);
+	/* the delivery's mark lands after the re-append: poll */
+	for (end = fm_mono_ms() + WAIT_MS; min == 0 && fm_mono_ms() < end;)
+		if ((min = expire_all(f)) == 0)
+			sleep_ms(5);
+	assert_true(min > 0 && min <= at &&
+	    at < min + f->cfg.mapped_file_size_commit_log);
 	fm_broker_close(f->b);
+	fx_open(f);
+	assert_int_equal(expire_all(f), min);
+	wait_pending(f, 1);
+	assert_int_equal(log_offset_of(f, far.msg_id), at);
+	fm_broker_queue_range(f->b, "filler", 0, &qmin, &qmax);
+	assert_true(qmin > 0 && qmax == 200);
+	memset(&pr, 0, sizeof(pr));
+	assert_int_equal(fm_broker_pull(f->b, "filler", 0, 0, 1, &pr, NULL), 0);
+	assert_true(pr.min_offset == qmin && pr.next_offset == qmin + 1);
+	assert_true(pr.msgs.items[0].rec.log_offset >= min);
+	fm_msg_list_free(&pr.msgs);
+}
+
+/* Only a full disk (appends refused) lets retention take a pending timer
+ * record: after a reopen the scan from the watermark finds it gone,
+ * skips it (logged) and carries on with what is still there. */
+static void
+lost_on_full_disk(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pub_result r;
+	double ratio = f->cfg.disk_space_warning_level_ratio;
+
+	publish_at(f, "far", fm_now_ms() + 600000, &r);
+	fill(f);
+	assert_int_equal(expire_all(f), 0);
+	fm_broker_close(f->b);
+	f->cfg.disk_space_warning_level_ratio = 1e-9; /* any use is "full" */
+	fx_open(f);
+	assert_true(expire_all(f) > 0);
+	fm_broker_close(f->b);
+	f->cfg.disk_space_warning_level_ratio = ratio;
 	fx_open(f);
 	publish_at(f, "kept", fm_now_ms() + 100, &r);
 	wait_max(f, 1);
 	wait_pending(f, 0);
-	free(body);
 }
 
 int
@@ -455,7 +544,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(durable_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        durable_crash, setup_sync, teardown),
-	    cmocka_unit_test_setup_teardown(lost_to_retention, setup, teardown),
+	    cmocka_unit_test_setup_teardown(kept_by_retention, setup, teardown),
+	    cmocka_unit_test_setup_teardown(lost_on_full_disk, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
