@@ -760,10 +760,10 @@ recv_queue(struct recv *rv, int rc, fm_done_fn done, void *arg)
 	return rows_queue(rv->gs, &rv->rs, done, arg);
 }
 
-static int
-receive(struct fm_broker *b, const char *topic, const char *group,
-    const struct fm_recv_opts *opts, struct fm_recv_result *out,
-    fm_done_fn done, void *arg, char **cause)
+int
+fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
+    const char *group, const struct fm_recv_opts *opts,
+    struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause)
 {
 	struct recv rv = {b->groups, NULL, opts, {0}, 0, out, {NULL, 0, 0}, 0};
 	struct fm_topic_conf tc;
@@ -804,14 +804,6 @@ out:
 }
 
 int
-fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
-    const char *group, const struct fm_recv_opts *opts,
-    struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause)
-{
-	return receive(b, topic, group, opts, out, done, arg, cause);
-}
-
-int
 fm_broker_group_receive(struct fm_broker *b, const char *topic,
     const char *group, const struct fm_recv_opts *opts,
     struct fm_recv_result *out, char **cause)
@@ -820,7 +812,8 @@ fm_broker_group_receive(struct fm_broker *b, const char *topic,
 	int rc;
 
 	fm_store_wait_init(&w);
-	rc = receive(b, topic, group, opts, out, fm_store_wait_done, &w, cause);
+	rc = fm_broker_group_receive_async(
+	    b, topic, group, opts, out, fm_store_wait_done, &w, cause);
 	rc = sync_end(&w, rc, cause);
 	if (rc < 0)
 		fm_recv_result_free(out);
@@ -892,10 +885,11 @@ settle_one(struct settle *s, const char *handle, char **cause)
 	return 0;
 }
 
-static int
-settle(struct fm_broker *b, const char *topic, const char *group, int nack,
-    int64_t delay_ms, const char *const *handles, size_t n, int *errs,
-    char **causes, fm_done_fn done, void *arg, char **cause)
+int
+fm_broker_group_settle_async(struct fm_broker *b, const char *topic,
+    const char *group, int nack, int64_t delay_ms, const char *const *handles,
+    size_t n, int *errs, char **causes, fm_done_fn done, void *arg,
+    char **cause)
 {
 	struct settle s = {b->groups, NULL, 0, 0, nack, delay_ms, 0, {0}, 0};
 	struct fm_topic_conf tc;
@@ -924,16 +918,6 @@ settle(struct fm_broker *b, const char *topic, const char *group, int nack,
 }
 
 int
-fm_broker_group_settle_async(struct fm_broker *b, const char *topic,
-    const char *group, int nack, int64_t delay_ms, const char *const *handles,
-    size_t n, int *errs, char **causes, fm_done_fn done, void *arg,
-    char **cause)
-{
-	return settle(b, topic, group, nack, delay_ms, handles, n, errs, causes,
-	    done, arg, cause);
-}
-
-int
 fm_broker_group_settle(struct fm_broker *b, const char *topic,
     const char *group, int nack, int64_t delay_ms, const char *const *handles,
     size_t n, int *errs, char **causes, char **cause)
@@ -942,8 +926,8 @@ fm_broker_group_settle(struct fm_broker *b, const char *topic,
 	int rc;
 
 	fm_store_wait_init(&w);
-	rc = settle(b, topic, group, nack, delay_ms, handles, n, errs, causes,
-	    fm_store_wait_done, &w, cause);
+	rc = fm_broker_group_settle_async(b, topic, group, nack, delay_ms,
+	    handles, n, errs, causes, fm_store_wait_done, &w, cause);
 	return sync_end(&w, rc, cause);
 }
 
@@ -1275,9 +1259,10 @@ reset_target(struct fm_broker *b, const char *topic, uint32_t qi,
 	return rc;
 }
 
-static int
-reset(struct fm_broker *b, const char *topic, const char *group,
-    enum fm_reset how, int64_t ts_ms, fm_done_fn done, void *arg, char **cause)
+int
+fm_broker_group_reset_async(struct fm_broker *b, const char *topic,
+    const char *group, enum fm_reset how, int64_t ts_ms, fm_done_fn done,
+    void *arg, char **cause)
 {
 	struct fm_groups *gs = b->groups;
 	struct rows rs = {NULL, 0, 0};
@@ -1322,14 +1307,6 @@ out:
 }
 
 int
-fm_broker_group_reset_async(struct fm_broker *b, const char *topic,
-    const char *group, enum fm_reset how, int64_t ts_ms, fm_done_fn done,
-    void *arg, char **cause)
-{
-	return reset(b, topic, group, how, ts_ms, done, arg, cause);
-}
-
-int
 fm_broker_group_reset(struct fm_broker *b, const char *topic, const char *group,
     enum fm_reset how, int64_t ts_ms, char **cause)
 {
@@ -1337,7 +1314,8 @@ fm_broker_group_reset(struct fm_broker *b, const char *topic, const char *group,
 
 	fm_store_wait_init(&w);
 	return sync_end(&w,
-	    reset(b, topic, group, how, ts_ms, fm_store_wait_done, &w, cause),
+	    fm_broker_group_reset_async(
+	        b, topic, group, how, ts_ms, fm_store_wait_done, &w, cause),
 	    cause);
 }
 
