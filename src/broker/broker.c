@@ -7,7 +7,8 @@
  *          cache, groups, the timer service (it re-appends into topics).
  *   close: fire every waiter with FM_WAKE_SHUTDOWN, stop the timer's
  *          thread (no more re-appends), close groups and the store (its
- *          dispatcher, the only notifier, stops), free the timer and the
+ *          dispatcher, the only notifier, stops; group rows still queued
+ *          are committed and their done called), free the timer and the
  *          waiters.
  * Does not own the policy of topics, publishing or reading (topics.c,
  * publish.c, query.c, watch.c, namesrv.c).
