@@ -401,13 +401,7 @@ emit_gap(struct fm_bcast *bc, uint32_t q, uint64_t to, fm_bcast_emit_fn emit,
 	fm_buf_reset(&bc->ev);
 	fm_json_init(&j, &bc->ev);
 	fm_json_obj(&j, NULL);
-	fm_json_obj(&j, "gap");
-	fm_json_str(&j, "topic", bc->topic);
-	fm_json_u64(&j, "queueId", q);
-	fm_json_u64(&j, "fromOffset", from);
-	fm_json_u64(&j, "toOffset", to);
-	fm_json_u64(&j, "lost", to - from);
-	fm_json_obj_end(&j);
+	fm_codec_gap(&j, "gap", bc->topic, q, from, to);
 	emit_event(bc, &j, emit, arg);
 }
 
