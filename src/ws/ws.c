@@ -2,14 +2,16 @@
  * ws.c - the WebSocket service thread, sessions, framing and flow control
  * (see ws.h).
  *
- * Owns struct fm_ws and every session. Does not own the listening socket
- * (MHD's) nor the events (bcast.c).
+ * Owns struct fm_ws, every session and its send queue, and the calls
+ * that finish on the service thread. Does not own the listening socket
+ * (MHD's), the events (bcast.c), the shared readers of caught-up
+ * sessions (hub.c) nor a consumer group's stream (group.c).
  *
  * Why lws carries raw bytes and this file does the framing: lws 4.1.6
  * accepts unmasked client frames and offers no hook to see a frame
  * header (FACTS.md), yet RFC 6455 5.1 says a server must close on one.
- * So sockets are adopted in lws's RAW role: lws gives the event loop,
- * timers and buffered writes; the handshake answer, frame parsing (masks,
+ * So sockets are adopted in lws's RAW role: lws gives the event loop and
+ * timers; writes (send() here) and the handshake answer, frame parsing (masks,
  * reserved bits, opcodes, lengths, fragments, UTF-8), pings and close
  * codes are here, where every rule is checked.
  *
@@ -24,11 +26,20 @@
  *
  * Flow control: a session reads events from the store only while fewer
  * than FM_WS_SEND_BUDGET bytes wait in its queue (so memory is bounded
- * however slow the client), one frame goes to lws per writeable
- * callback, and the socket's send buffer is capped. A client whose queue
+ * however slow the client), queued frames are sent while the socket
+ * takes them (then lws says when it drains), and the socket's send
+ * buffer is capped. A client whose queue
  * stayed full for FM_WS_STALL_MS without taking a frame is closed with
  * FM_WS_CLOSE_SLOW; it resumes with the cursor of the last frame it read.
- * A reader that is caught up arms its watches and sleeps until woken.
+ * A reader that is caught up joins its topic's hub, which reads each new
+ * event once for all its members (frames written in the same turn), or,
+ * when the hub stands elsewhere, arms its own watches.
+ *
+ * Calls that complete elsewhere (consumer group commits, group.c) are
+ * queued by their done callback under ws->lock, with one
+ * lws_cancel_service per batch, and finished here in order; a session
+ * lws closes while calls on it are in flight stays allocated (dead)
+ * until the last one finished, and fm_ws_stop waits for them all.
  *
  * Session states (service thread only):
  *
@@ -41,7 +52,8 @@
  *            timeout, topic deleted        frame -> closing (fail)
  *   open     client's close frame          echo it -> closing (on_close)
  *   closing  queue written                 lws closes the socket (write)
- *   any      lws closes the socket         free, done(arg) (sess_free)
+ *   any      lws closes the socket         done(arg); free once no call
+ *                                          holds it (sess_free)
  *
  * Invariants: a session's reader is disarmed before the session is freed
  * (so no wake touches freed memory); a session is on the woken list at
@@ -68,32 +80,15 @@
 #include "base/log.h"
 #include "base/xmalloc.h"
 #include "codec/codec.h"
-#include "codec/codec_groups.h"
-#include "codec/codec_ws.h"
-#include "ws/hub.h"
-#include "ws/ws.h"
+#include "ws/sess.h"
 
 #define PROTOCOL_NAME "ferrymq-ws"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define SNDBUF_BYTES (256 * 1024) /* kernel send buffer per session */
 #define TICK_MS 1000 /* per-session housekeeping timer, at most */
 #define CLOSE_GRACE_S 10 /* time for a close frame to leave */
-#define ARM_IDLE_MS (3600 * 1000) /* watch deadline; re-armed after it */
 #define FRAME_HDR_MAX 10 /* server frames are never masked */
-#define ACK_BATCH 64 /* auto acks settled in one commit */
 #define WRITE_COALESCE (64 * 1024) /* bytes of frames sent in one write */
-
-/* A consumer group's stream (absent for the broadcast stream). */
-struct grp {
-	char *topic; /* owned, like the strings below */
-	char *group;
-	char *tags; /* NULL: every message */
-	int client; /* the client acks */
-	int64_t invisible_ms;
-	struct fm_bcast_arm *arm; /* owned: the watch while caught up */
-	char (*acks)[FM_RECEIPT_LEN + 1]; /* auto: written, not yet acked */
-	size_t nacks;
-};
 
 /* An adoption waiting for the service thread. */
 struct pending {
@@ -104,74 +99,6 @@ struct pending {
 	struct grp *grp; /* owned; NULL for the broadcast stream */
 	fm_ws_done_fn done;
 	void *arg;
-};
-
-/* A frame's bytes shared by the send queues of a hub's members. */
-struct blob {
-	unsigned refs; /* one per queued frame; service thread only */
-	size_t start; /* offset of the frame's first byte (>= LWS_PRE) */
-	size_t len;
-	unsigned char data[]; /* LWS_PRE headroom, header, payload */
-};
-
-/* A frame (or the handshake answer) waiting to be written. */
-struct frame {
-	struct frame *next;
-	struct blob *blob; /* a reference; NULL: the bytes are in data */
-	size_t start; /* offset of the first byte in data (>= LWS_PRE) */
-	size_t len; /* bytes from start */
-	char receipt[FM_RECEIPT_LEN + 1]; /* auto ack once written, or "" */
-	unsigned char data[]; /* LWS_PRE headroom, header, payload */
-};
-
-struct sess {
-	struct fm_ws *ws; /* borrowed */
-	struct lws *wsi; /* borrowed from lws, NULL until adopted */
-	struct fm_bcast *bc; /* owned; NULL for a group's stream */
-	struct fm_hub_member hm; /* in a hub while caught up (bc only) */
-	struct grp *grp; /* owned; NULL for the broadcast stream */
-	fm_ws_done_fn done;
-	void *done_arg;
-	struct sess *prev, *next; /* in ws->sessions */
-	struct sess *wnext; /* in ws->woken (ws->lock) */
-	int wake_pending; /* on ws->woken (ws->lock) */
-	struct frame *head, *tail; /* the send queue */
-	size_t queued; /* bytes in the send queue */
-	struct fm_buf rx; /* bytes received, not yet parsed */
-	struct fm_buf msg; /* a fragmented message being assembled */
-	int msg_op; /* its opcode (1 text, 2 binary), 0 for none */
-	int armed; /* caught up: watches parked */
-	int closing; /* a close frame is queued: nothing more */
-	int opened; /* the handshake answer (the first frame) was written */
-	int head_sent; /* part of the head frame was sent */
-	int blocked; /* the socket is full: wait for lws's writeable call */
-	struct sess *dnext; /* in ws->dirty */
-	int dirty; /* on ws->dirty: a hub queued frames */
-	int64_t progress_ms; /* last frame taken, or queue became non-empty */
-	int64_t rx_ms; /* last bytes from the client */
-	int64_t ping_ms; /* ping outstanding since, 0 for none */
-	unsigned char *wbuf; /* owned: WRITE_COALESCE bytes, for gather */
-};
-
-struct fm_ws {
-	const struct fm_config *cfg; /* borrowed */
-	struct fm_broker *b; /* borrowed */
-	struct lws_context *ctx; /* owned */
-	struct lws_vhost *vh; /* borrowed from ctx */
-	pthread_t thread;
-	int thread_live; /* thread was started and not yet joined */
-	atomic_int stop; /* the service loop exits */
-	pthread_mutex_t lock; /* guards the members below */
-	struct pending *adopt; /* adoptions to make */
-	struct sess *woken; /* sessions whose reader was woken */
-	int ctx_live; /* lws_cancel_service may be called */
-	int refusing; /* fm_ws_stop ran: adoptions are refused */
-	struct sess *sessions; /* service thread only */
-	struct fm_bcast_cache *cache; /* owned; used by the service thread
-	                                 only: events shared by its readers */
-	struct fm_hubs *hubs; /* owned: the caught-up broadcast readers */
-	struct sess *dirty; /* sessions a hub queued frames for; service
-	                       thread only */
 };
 
 /* ---- frames out ----
@@ -224,17 +151,23 @@ put_header(unsigned char *end, int op, size_t n)
 static struct frame *
 frame_new(int op, const void *p, size_t n)
 {
-	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + FRAME_HDR_MAX + n);
-	size_t h = put_header(f->data + LWS_PRE + FRAME_HDR_MAX, op, n);
+	struct frame *f = xmalloc(sizeof(*f) + FRAME_HDR_MAX + n);
+	size_t h = put_header(f->data + FRAME_HDR_MAX, op, n);
 
 	f->next = NULL;
 	f->blob = NULL;
 	f->receipt[0] = '\0';
-	f->start = LWS_PRE + FRAME_HDR_MAX - h;
+	f->start = FRAME_HDR_MAX - h;
 	f->len = h + n;
 	if (n > 0)
-		memcpy(f->data + LWS_PRE + FRAME_HDR_MAX, p, n);
+		memcpy(f->data + FRAME_HDR_MAX, p, n);
 	return f;
+}
+
+struct frame *
+ws_frame_text(const char *json, size_t len)
+{
+	return frame_new(OP_TEXT, json, len);
 }
 
 /* A text frame of json, its bytes made once for every queue it goes to
@@ -242,13 +175,13 @@ frame_new(int op, const void *p, size_t n)
 static struct blob *
 blob_new(const char *json, size_t n)
 {
-	struct blob *b = xmalloc(sizeof(*b) + LWS_PRE + FRAME_HDR_MAX + n);
-	size_t h = put_header(b->data + LWS_PRE + FRAME_HDR_MAX, OP_TEXT, n);
+	struct blob *b = xmalloc(sizeof(*b) + FRAME_HDR_MAX + n);
+	size_t h = put_header(b->data + FRAME_HDR_MAX, OP_TEXT, n);
 
 	b->refs = 1;
-	b->start = LWS_PRE + FRAME_HDR_MAX - h;
+	b->start = FRAME_HDR_MAX - h;
 	b->len = h + n;
-	memcpy(b->data + LWS_PRE + FRAME_HDR_MAX, json, n);
+	memcpy(b->data + FRAME_HDR_MAX, json, n);
 	return b;
 }
 
@@ -291,19 +224,19 @@ static struct frame *
 raw_new(const char *s)
 {
 	size_t n = strlen(s);
-	struct frame *f = xmalloc(sizeof(*f) + LWS_PRE + n);
+	struct frame *f = xmalloc(sizeof(*f) + n);
 
 	f->next = NULL;
 	f->blob = NULL;
 	f->receipt[0] = '\0';
-	f->start = LWS_PRE;
+	f->start = 0;
 	f->len = n;
-	memcpy(f->data + LWS_PRE, s, n);
+	memcpy(f->data, s, n);
 	return f;
 }
 
-static void
-enqueue(struct sess *s, struct frame *f)
+void
+ws_enqueue(struct sess *s, struct frame *f)
 {
 	if (s->head == NULL)
 		s->progress_ms = fm_mono_ms();
@@ -340,17 +273,15 @@ disarm(struct sess *s)
 		fm_hubs_leave(&s->hm);
 		fm_bcast_disarm(s->bc);
 	}
-	if (s->grp != NULL) {
-		fm_bcast_unwatch(s->grp->arm);
-		s->grp->arm = NULL;
-	}
+	if (s->grp != NULL)
+		ws_grp_disarm(s->grp);
 	s->armed = 0;
 }
 
 /* Queue a close frame after dropping what was not yet handed to lws; the
  * socket closes once it is written, or after CLOSE_GRACE_S. */
-static void
-fail(struct sess *s, unsigned code, const char *reason)
+void
+ws_fail(struct sess *s, unsigned code, const char *reason)
 {
 	unsigned char p[125];
 	size_t n = strlen(reason);
@@ -365,15 +296,88 @@ fail(struct sess *s, unsigned code, const char *reason)
 	drop_queue(s);
 	disarm(s);
 	s->closing = 1;
-	enqueue(s, frame_new(OP_CLOSE, p, n + 2));
+	ws_enqueue(s, frame_new(OP_CLOSE, p, n + 2));
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_S);
 	lws_callback_on_writable(s->wsi);
 }
 
+void
+ws_want_write(struct sess *s)
+{
+	if (s->head != NULL)
+		lws_callback_on_writable(s->wsi);
+}
+
+/* ---- calls finished on the service thread ---- */
+
+void
+ws_call_begin(
+    struct fm_ws *ws, struct ws_call *c, void (*finish)(struct ws_call *c))
+{
+	c->ws = ws;
+	c->finish = finish;
+	c->err = 0;
+	c->next = NULL;
+	pthread_mutex_lock(&ws->lock);
+	ws->in_flight++;
+	pthread_mutex_unlock(&ws->lock);
+}
+
+void
+ws_call_cancel(struct ws_call *c)
+{
+	struct fm_ws *ws = c->ws;
+
+	pthread_mutex_lock(&ws->lock);
+	ws->in_flight--;
+	pthread_cond_broadcast(&ws->calls_cond);
+	pthread_mutex_unlock(&ws->lock);
+}
+
+void
+ws_call_done(void *arg, int err)
+{
+	struct ws_call *c = arg;
+	struct fm_ws *ws = c->ws;
+
+	pthread_mutex_lock(&ws->lock);
+	c->err = err;
+	c->next = ws->finished;
+	ws->finished = c;
+	ws->in_flight--;
+	pthread_cond_broadcast(&ws->calls_cond);
+	/* one wake per batch, as for the woken sessions */
+	if (c->next == NULL && ws->ctx_live)
+		lws_cancel_service(ws->ctx);
+	pthread_mutex_unlock(&ws->lock);
+}
+
+/* Run the finish of every call done so far, in the order they were
+ * done. */
+static void
+finish_calls(struct fm_ws *ws)
+{
+	struct ws_call *c, *next, *order = NULL;
+
+	pthread_mutex_lock(&ws->lock);
+	c = ws->finished;
+	ws->finished = NULL;
+	pthread_mutex_unlock(&ws->lock);
+	for (; c != NULL; c = next) {
+		next = c->next;
+		c->next = order;
+		order = c;
+	}
+	for (c = order; c != NULL; c = next) {
+		next = c->next;
+		c->finish(c);
+	}
+}
+
 /* ---- reading events ---- */
 
-static void
-on_wake(void *arg, enum fm_bcast_why why)
+void
+ws_on_wake(void *arg, enum fm_bcast_why why)
 {
 	struct sess *s = arg;
 	struct fm_ws *ws = s->ws;
@@ -397,7 +401,7 @@ on_wake(void *arg, enum fm_bcast_why why)
 static void
 emit_frame(void *arg, const char *json, size_t len, const char *cursor)
 {
-	enqueue(arg, frame_new(OP_TEXT, json, len));
+	ws_enqueue(arg, frame_new(OP_TEXT, json, len));
 }
 
 /* ---- hubs: caught-up broadcast sessions share one reader ---- */
@@ -444,7 +448,7 @@ hub_deliver(struct fm_hub_member *first, const char *json, size_t len)
 	for (struct fm_hub_member *m = first; m != NULL; m = m->next) {
 		struct sess *s = HUB_SESS(m);
 
-		enqueue(s, blob_frame(b));
+		ws_enqueue(s, blob_frame(b));
 		mark_dirty(s);
 	}
 	blob_put(b);
@@ -465,177 +469,16 @@ hub_failed(struct fm_hub_member *m, int err, const char *cause)
 	struct sess *s = HUB_SESS(m);
 
 	s->armed = 0;
-	fail(s, err == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+	ws_fail(s, err == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
 	    cause != NULL ? cause : fm_err_msg(err));
 }
 
 static const struct fm_hub_ops hub_ops = {
     hub_room, hub_deliver, hub_evicted, hub_failed};
 
-/* ---- a consumer group's stream ---- */
-
-static void
-grp_free(struct grp *g)
-{
-	if (g == NULL)
-		return;
-	fm_bcast_unwatch(g->arm);
-	free(g->acks);
-	free(g->topic);
-	free(g->group);
-	free(g->tags);
-	free(g);
-}
-
-/* Settle the auto acks of frames written (one durable commit). A stale
- * handle (the message was handed out again meanwhile) is not an error
- * the client could act on. */
-static void
-flush_acks(struct sess *s)
-{
-	struct grp *g = s->grp;
-	const char **h;
-	int *errs;
-	char **causes, *cause = NULL;
-
-	if (g == NULL || g->nacks == 0)
-		return;
-	h = xcalloc(g->nacks, sizeof(*h));
-	errs = xcalloc(g->nacks, sizeof(*errs));
-	causes = xcalloc(g->nacks, sizeof(*causes));
-	for (size_t i = 0; i < g->nacks; i++)
-		h[i] = g->acks[i];
-	if (fm_broker_group_settle(s->ws->b, g->topic, g->group, 0, 0, h,
-	        g->nacks, errs, causes, &cause) < 0)
-		fm_warn("ws: auto ack of %zu messages of group '%s': %s",
-		    g->nacks, g->group, cause != NULL ? cause : "failed");
-	for (size_t i = 0; i < g->nacks; i++)
-		free(causes[i]);
-	free(cause);
-	free(causes);
-	free(errs);
-	free(h);
-	g->nacks = 0;
-}
-
-static void
-queue_received(struct sess *s, const struct fm_recv_result *res)
-{
-	struct fm_buf out = FM_BUF_INIT;
-	struct fm_json j;
-
-	for (size_t i = 0; i < res->msgs.n; i++) {
-		struct frame *f;
-
-		fm_buf_reset(&out);
-		fm_json_init(&j, &out);
-		if (s->grp->client)
-			fm_codec_message_receipt(
-			    &j, NULL, &res->msgs.items[i], res->receipts[i]);
-		else
-			fm_codec_message(&j, NULL, &res->msgs.items[i]);
-		f = frame_new(OP_TEXT, out.data, out.len);
-		if (!s->grp->client)
-			memcpy(
-			    f->receipt, res->receipts[i], sizeof(f->receipt));
-		enqueue(s, f);
-	}
-	fm_buf_free(&out);
-}
-
-/* Receive for the group up to the budget; watch when nothing is left. */
-static void
-refill_group(struct sess *s)
-{
-	struct grp *g = s->grp;
-	struct fm_recv_opts o;
-	char *cause = NULL;
-	int err;
-
-	fm_bcast_unwatch(g->arm);
-	g->arm = NULL;
-	memset(&o, 0, sizeof(o));
-	o.max = FM_BCAST_BATCH;
-	o.invisible_ms = g->invisible_ms;
-	o.tags = g->tags;
-	while (!s->closing && !s->armed && s->queued < FM_WS_SEND_BUDGET) {
-		struct fm_recv_result res = FM_RECV_RESULT_INIT;
-
-		err = fm_broker_group_receive(
-		    s->ws->b, g->topic, g->group, &o, &res, &cause);
-		if (err < 0) {
-			fail(s,
-			    err == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
-			    cause != NULL ? cause : fm_err_msg(err));
-			free(cause);
-			return;
-		}
-		if (res.msgs.n == 0) {
-			s->armed = 1;
-			g->arm = fm_bcast_watch(s->ws->b, res.watch_topic, 0,
-			    res.watch_offset, ARM_IDLE_MS, on_wake, s);
-		}
-		queue_received(s, &res);
-		fm_recv_result_free(&res);
-	}
-	if (s->head != NULL)
-		lws_callback_on_writable(s->wsi);
-}
-
-/* One {"error": {...}} frame, with the receipt handle it is about. */
-static void
-queue_error(struct sess *s, int err, const char *cause, const char *handle)
-{
-	struct fm_buf out = FM_BUF_INIT;
-
-	fm_codec_error_receipt(&out, fm_err_name(err),
-	    cause != NULL ? cause : fm_err_msg(err), handle);
-	enqueue(s, frame_new(OP_TEXT, out.data, out.len));
-	fm_buf_free(&out);
-}
-
-/* An ack or nack frame from a client that acks: each failure is
- * answered with {"error": {...}, "receiptHandle"}. */
-static void
-on_settle(struct sess *s)
-{
-	struct fm_settle_body sb;
-	char **causes, *cause = NULL;
-	int *errs, nack = 0, err;
-	int64_t delay_ms;
-
-	err = fm_codec_parse_ws_settle(s->msg.data, s->msg.len,
-	    s->ws->cfg->timer_max_delay_sec, &nack, &sb, &cause);
-	if (err < 0) {
-		queue_error(s, err, cause, NULL);
-		free(cause);
-		goto out;
-	}
-	errs = xcalloc(sb.n, sizeof(*errs));
-	causes = xcalloc(sb.n, sizeof(*causes));
-	delay_ms = sb.delay_s < 0 ? -1 : (int64_t)(sb.delay_s * 1000 + 0.5);
-	err = fm_broker_group_settle(s->ws->b, s->grp->topic, s->grp->group,
-	    nack, delay_ms, (const char *const *)sb.handles, sb.n, errs, causes,
-	    &cause);
-	if (err < 0)
-		queue_error(s, err, cause, NULL);
-	for (size_t i = 0; i < sb.n; i++) {
-		if (err == 0 && errs[i] != 0)
-			queue_error(s, errs[i], causes[i], sb.handles[i]);
-		free(causes[i]);
-	}
-	free(cause);
-	free(causes);
-	free(errs);
-	fm_codec_settle_free(&sb);
-out:
-	if (s->head != NULL)
-		lws_callback_on_writable(s->wsi);
-}
-
 /* Fill the queue up to the budget; arm the watches when caught up. */
-static void
-refill(struct sess *s)
+void
+ws_refill(struct sess *s)
 {
 	char *cause = NULL;
 	int n;
@@ -644,20 +487,21 @@ refill(struct sess *s)
 	    s->queued >= FM_WS_SEND_BUDGET)
 		return;
 	if (s->grp != NULL) {
-		refill_group(s);
+		ws_grp_refill(s);
+		ws_want_write(s);
 		return;
 	}
 	n = fm_bcast_read(
 	    s->bc, FM_WS_SEND_BUDGET - s->queued, emit_frame, s, &cause);
 	if (n < 0) {
-		fail(s, n == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+		ws_fail(s, n == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
 		    cause != NULL ? cause : fm_err_msg(n));
 		free(cause);
 		return;
 	}
 	if (n == 0 && !fm_hubs_join(s->ws->hubs, &s->hm, s->bc)) {
 		s->armed = 1;
-		fm_bcast_arm(s->bc, ARM_IDLE_MS, on_wake, s);
+		fm_bcast_arm(s->bc, ARM_IDLE_MS, ws_on_wake, s);
 	}
 	if (s->head != NULL)
 		lws_callback_on_writable(s->wsi);
@@ -673,13 +517,8 @@ taken(struct sess *s, struct frame *f)
 		s->tail = NULL;
 	s->queued -= f->len;
 	s->opened = 1;
-	if (f->receipt[0] != '\0') {
-		if (s->grp->acks == NULL)
-			s->grp->acks =
-			    xcalloc(ACK_BATCH, sizeof(*s->grp->acks));
-		memcpy(s->grp->acks[s->grp->nacks++], f->receipt,
-		    sizeof(f->receipt));
-	}
+	if (f->receipt[0] != '\0')
+		ws_grp_written(s, f);
 	frame_free(f);
 }
 
@@ -691,7 +530,7 @@ taken(struct sess *s, struct frame *f)
 static const unsigned char *
 gather(struct sess *s, size_t *len)
 {
-	size_t n = 0, acks = s->grp != NULL ? s->grp->nacks : 0;
+	size_t n = 0, acks = ws_grp_acks_pending(s);
 
 	if (s->head->next == NULL || s->head->len > WRITE_COALESCE) {
 		*len = s->head->len;
@@ -752,9 +591,7 @@ write_next(struct sess *s)
 			consume(s, (size_t)k);
 			sent = 1;
 		}
-		if (s->grp != NULL &&
-		    (s->grp->nacks == ACK_BATCH || s->head == NULL))
-			flush_acks(s);
+		ws_grp_flush_acks(s, s->head == NULL);
 		if (k < (ssize_t)n)
 			s->blocked = 1;
 	}
@@ -762,7 +599,7 @@ write_next(struct sess *s)
 		return -1;
 	if (sent)
 		s->progress_ms = fm_mono_ms();
-	refill(s);
+	ws_refill(s);
 	if (s->head != NULL)
 		lws_callback_on_writable(s->wsi);
 	return 0;
@@ -774,7 +611,7 @@ static void
 write_now(struct sess *s)
 {
 	if (s->blocked) {
-		refill(s);
+		ws_refill(s);
 		return;
 	}
 	if (write_next(s) < 0)
@@ -806,20 +643,20 @@ on_close_frame(struct sess *s, const unsigned char *p, size_t n)
 	unsigned code;
 
 	if (n == 1) {
-		fail(s, 1002, "close frame of one byte");
+		ws_fail(s, 1002, "close frame of one byte");
 		return;
 	}
 	if (n == 0) {
-		fail(s, 1000, "");
+		ws_fail(s, 1000, "");
 		return;
 	}
 	code = (unsigned)p[0] << 8 | p[1];
 	if (!close_code_valid(code))
-		fail(s, 1002, "invalid close code");
+		ws_fail(s, 1002, "invalid close code");
 	else if (!fm_codec_utf8_valid(p + 2, n - 2))
-		fail(s, 1007, "close reason is not UTF-8");
+		ws_fail(s, 1007, "close reason is not UTF-8");
 	else
-		fail(s, code, "");
+		ws_fail(s, code, "");
 }
 
 /* A whole message from the client: text must be UTF-8; on a group's
@@ -829,9 +666,9 @@ on_message(struct sess *s)
 {
 	if (s->msg_op == OP_TEXT &&
 	    !fm_codec_utf8_valid(s->msg.data, s->msg.len))
-		fail(s, 1007, "text message is not valid UTF-8");
-	else if (s->msg_op == OP_TEXT && s->grp != NULL && s->grp->client)
-		on_settle(s);
+		ws_fail(s, 1007, "text message is not valid UTF-8");
+	else if (s->msg_op == OP_TEXT && s->grp != NULL)
+		ws_grp_on_message(s, s->msg.data, s->msg.len);
 	s->msg_op = 0;
 	fm_buf_free(&s->msg);
 }
@@ -856,7 +693,7 @@ on_frame(struct sess *s, int fin, int op, const unsigned char *p, size_t n)
 		on_close_frame(s, p, n);
 		return;
 	case OP_PING:
-		enqueue(s, frame_new(OP_PONG, p, n));
+		ws_enqueue(s, frame_new(OP_PONG, p, n));
 		lws_callback_on_writable(s->wsi);
 		return;
 	default: /* OP_PONG: the client is alive */
@@ -864,9 +701,9 @@ on_frame(struct sess *s, int fin, int op, const unsigned char *p, size_t n)
 		return;
 	}
 	if (bad != NULL) {
-		fail(s, 1002, bad);
+		ws_fail(s, 1002, bad);
 	} else if (s->msg.len + n > FM_WS_MSG_MAX) {
-		fail(s, 1009, "message too big");
+		ws_fail(s, 1009, "message too big");
 	} else {
 		fm_buf_add(&s->msg, p, n);
 		if (fin)
@@ -889,14 +726,14 @@ parse_frame(struct sess *s)
 	fin = d[0] & 0x80;
 	op = d[0] & 0x0f;
 	if (d[0] & 0x70)
-		return fail(s, 1002, "reserved bits set"), -1;
+		return ws_fail(s, 1002, "reserved bits set"), -1;
 	if (!(d[1] & 0x80))
-		return fail(s, 1002, "client frames must be masked"), -1;
+		return ws_fail(s, 1002, "client frames must be masked"), -1;
 	if ((op > OP_BIN && op < OP_CLOSE) || op > OP_PONG)
-		return fail(s, 1002, "unknown opcode"), -1;
+		return ws_fail(s, 1002, "unknown opcode"), -1;
 	n = d[1] & 0x7f;
 	if (op >= OP_CLOSE && (!fin || n > 125))
-		return fail(s, 1002, "bad control frame"), -1;
+		return ws_fail(s, 1002, "bad control frame"), -1;
 	if (n == 126) {
 		if (have < 4)
 			return 0;
@@ -910,10 +747,10 @@ parse_frame(struct sess *s)
 			n = n << 8 | d[i];
 		h = 10;
 		if (n >> 63)
-			return fail(s, 1002, "bad frame length"), -1;
+			return ws_fail(s, 1002, "bad frame length"), -1;
 	}
 	if (n > FM_WS_MSG_MAX)
-		return fail(s, 1009, "frame too big"), -1;
+		return ws_fail(s, 1009, "frame too big"), -1;
 	if (have < h + 4 + n)
 		return 0;
 	for (uint64_t i = 0; i < n; i++)
@@ -959,13 +796,13 @@ tick(struct sess *s)
 
 	if (!s->closing && s->queued >= FM_WS_SEND_BUDGET &&
 	    now - s->progress_ms >= FM_WS_STALL_MS)
-		fail(s, FM_WS_CLOSE_SLOW,
+		ws_fail(s, FM_WS_CLOSE_SLOW,
 		    "slow consumer, resume with from=<last cursor>");
 	if (!s->closing && s->ping_ms != 0 && now - s->ping_ms >= ping_ms)
-		fail(s, 1001, "no pong");
+		ws_fail(s, 1001, "no pong");
 	if (!s->closing && s->ping_ms == 0 && now - s->rx_ms >= ping_ms) {
 		s->ping_ms = now;
-		enqueue(s, frame_new(OP_PING, NULL, 0));
+		ws_enqueue(s, frame_new(OP_PING, NULL, 0));
 		lws_callback_on_writable(s->wsi);
 	}
 	lws_set_timer_usecs(s->wsi, tick_us(s->ws));
@@ -980,7 +817,7 @@ sess_free(struct sess *s)
 
 	fm_hubs_leave(&s->hm);
 	fm_bcast_free(s->bc);
-	flush_acks(s);
+	ws_grp_flush_acks(s, 1);
 	if (s->dirty) {
 		struct sess **pp = &ws->dirty;
 
@@ -988,7 +825,8 @@ sess_free(struct sess *s)
 			pp = &(*pp)->dnext;
 		*pp = s->dnext;
 	}
-	grp_free(s->grp);
+	ws_grp_free(s->grp);
+	s->grp = NULL;
 	pthread_mutex_lock(&ws->lock);
 	if (s->wake_pending) {
 		struct sess **pp = &ws->woken;
@@ -1010,7 +848,24 @@ sess_free(struct sess *s)
 	fm_buf_free(&s->msg);
 	free(s->wbuf);
 	s->done(s->done_arg);
+	s->dead = 1;
+	if (s->calls == 0)
+		free(s);
+}
+
+void
+ws_sess_get(struct sess *s)
+{
+	s->calls++;
+}
+
+int
+ws_sess_put(struct sess *s)
+{
+	if (--s->calls > 0 || !s->dead)
+		return !s->dead;
 	free(s);
+	return 0;
 }
 
 static void
@@ -1025,7 +880,7 @@ on_adopted(struct sess *s, struct lws *wsi)
 	ws->sessions = s;
 	s->rx_ms = fm_mono_ms();
 	lws_set_timer_usecs(wsi, tick_us(s->ws));
-	refill(s);
+	ws_refill(s);
 	lws_callback_on_writable(wsi);
 }
 
@@ -1045,7 +900,7 @@ adopt_one(struct fm_ws *ws, struct pending *p)
 	    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
 	    p->accept);
-	enqueue(s, raw_new(answer));
+	ws_enqueue(s, raw_new(answer));
 	memset(&desc, 0, sizeof(desc));
 	desc.vh = ws->vh;
 	desc.type = LWS_ADOPT_SOCKET;
@@ -1077,6 +932,7 @@ serve(struct fm_ws *ws)
 		adopt_one(ws, p);
 		free(p);
 	}
+	finish_calls(ws);
 	fm_hubs_serve(ws->hubs);
 	while ((s = ws->dirty) != NULL) {
 		ws->dirty = s->dnext;
@@ -1086,7 +942,7 @@ serve(struct fm_ws *ws)
 	while ((s = woken) != NULL) {
 		woken = s->wnext;
 		s->armed = 0;
-		refill(s);
+		ws_refill(s);
 	}
 }
 
@@ -1171,6 +1027,7 @@ fm_ws_start(const struct fm_config *cfg, struct fm_broker *b,
 	ws->cache = fm_bcast_cache_new();
 	ws->hubs = fm_hubs_new(&hub_ops, kick, ws);
 	pthread_mutex_init(&ws->lock, NULL);
+	pthread_cond_init(&ws->calls_cond, NULL);
 	atomic_init(&ws->stop, 0);
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
 	memset(&info, 0, sizeof(info));
@@ -1222,12 +1079,19 @@ fm_ws_stop(struct fm_ws *ws)
 	if (ws->ctx != NULL)
 		lws_context_destroy(ws->ctx);
 	ws->ctx = NULL;
+	/* every session is closed now; the calls they started still hold
+	 * them (and auto acks are being committed): wait, then finish */
+	pthread_mutex_lock(&ws->lock);
+	while (ws->in_flight > 0)
+		pthread_cond_wait(&ws->calls_cond, &ws->lock);
+	pthread_mutex_unlock(&ws->lock);
+	finish_calls(ws);
 	while (p != NULL) {
 		struct pending *next = p->next;
 
 		close(p->fd);
 		fm_bcast_free(p->bc);
-		grp_free(p->grp);
+		ws_grp_free(p->grp);
 		p->done(p->arg);
 		free(p);
 		p = next;
@@ -1241,6 +1105,7 @@ fm_ws_free(struct fm_ws *ws)
 		return;
 	fm_hubs_free(ws->hubs);
 	fm_bcast_cache_free(ws->cache);
+	pthread_cond_destroy(&ws->calls_cond);
 	pthread_mutex_destroy(&ws->lock);
 	free(ws);
 }
@@ -1322,7 +1187,7 @@ adopt(struct fm_ws *ws, int fd, const char *key, struct pending *p)
 	if (p != NULL) {
 		close(fd);
 		fm_bcast_free(p->bc);
-		grp_free(p->grp);
+		ws_grp_free(p->grp);
 		p->done(p->arg);
 		free(p);
 	}
@@ -1346,14 +1211,8 @@ fm_ws_adopt_group(struct fm_ws *ws, int fd, const char *key,
     const struct fm_ws_group *g, fm_ws_done_fn done, void *arg)
 {
 	struct pending *p = xcalloc(1, sizeof(*p));
-	struct grp *gr = xcalloc(1, sizeof(*gr));
 
-	gr->topic = xstrdup(g->topic);
-	gr->group = xstrdup(g->group);
-	gr->tags = g->tags != NULL ? xstrdup(g->tags) : NULL;
-	gr->client = g->client_ack;
-	gr->invisible_ms = g->invisible_ms;
-	p->grp = gr;
+	p->grp = ws_grp_new(g);
 	p->done = done;
 	p->arg = arg;
 	adopt(ws, fd, key, p);
