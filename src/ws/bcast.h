@@ -48,12 +48,14 @@ void fm_bcast_free(struct fm_bcast *bc);
 
 /* A cache of recently read events (their JSON but the cursor), keyed by
  * topic incarnation, queue and offset, shared by the readers of one
- * thread: then N subscribers of a topic read, decode and encode each
- * message once instead of N times. Bounded: FM_BCAST_CACHE_SLOTS events
- * of at most FM_BCAST_CACHE_EVENT bytes. Not thread-safe: one per thread
- * (the WebSocket service thread has one). */
-#define FM_BCAST_CACHE_SLOTS 2048
-#define FM_BCAST_CACHE_EVENT (16 * 1024)
+ * thread: then N subscribers of a topic that catch up together read,
+ * decode and encode each message once instead of N times (caught-up
+ * ones share a hub, hub.h, and need no cache). Bounded: at most
+ * FM_BCAST_CACHE_SLOTS events of at most FM_BCAST_CACHE_EVENT bytes
+ * (4 MiB; at 2048 x 16 KiB it was a third of a busy node's memory). Not
+ * thread-safe: one per thread (the WebSocket service thread has one). */
+#define FM_BCAST_CACHE_SLOTS 1024
+#define FM_BCAST_CACHE_EVENT (4 * 1024)
 struct fm_bcast_cache;
 /* New, empty (fm_bcast_cache_free). */
 struct fm_bcast_cache *fm_bcast_cache_new(void);
