@@ -13,13 +13,16 @@
  *  1. A received message is queued for the client only once its receipt
  *     is durable; after a failed commit it is dropped and comes back
  *     after its invisible time, like any message not acked.
- *  2. At most one receive per session is in flight (receiving); the next
- *     one starts when it finished, so messages keep the order in which
- *     the group handed them out.
+ *  2. At most one receive per session is in flight (on a worker, since
+ *     it reads the store: sess.h, ws_read_start); the next one starts
+ *     when it finished, so messages keep the order in which the group
+ *     handed them out.
  *  3. A call holds a reference to its session (ws_sess_get) until it
  *     finished; a finish for a session lws closed meanwhile only frees
  *     what the call holds. Auto acks of a closing session hold none.
  */
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +43,6 @@ struct grp {
 	struct fm_bcast_arm *arm; /* owned: the watch while caught up */
 	char (*acks)[FM_RECEIPT_LEN + 1]; /* auto: written, not yet acked */
 	size_t nacks;
-	int receiving; /* a receive is in flight (invariant 2) */
 };
 
 enum gcall_kind { GC_RECEIVE, GC_SETTLE, GC_AUTO_ACK };
@@ -50,7 +52,13 @@ struct gcall {
 	struct ws_call call; /* first: ws.c hands it back */
 	enum gcall_kind kind;
 	struct sess *s; /* referenced; NULL for GC_AUTO_ACK */
-	struct fm_recv_result res; /* GC_RECEIVE */
+	struct fm_job job; /* GC_RECEIVE: it runs on a worker */
+	struct fm_recv_opts o;
+	int rc; /* what the receive call returned */
+	atomic_int parts; /* the call's return and its done, to come */
+	int done_err; /* what done said */
+	char *cause; /* owned: its error */
+	struct fm_recv_result res;
 	struct fm_settle_body sb; /* GC_SETTLE: the client's handles */
 	int *errs; /* GC_SETTLE: per handle */
 	char **causes;
@@ -97,12 +105,22 @@ ws_grp_free(struct grp *g)
 static void finish(struct ws_call *c);
 
 static struct gcall *
-gcall_new(struct sess *s, enum gcall_kind kind)
+gcall_alloc(enum gcall_kind kind)
 {
 	struct gcall *c = xcalloc(1, sizeof(*c));
 
 	c->kind = kind;
 	c->res = (struct fm_recv_result)FM_RECV_RESULT_INIT;
+	return c;
+}
+
+/* A settle: made here (no store read), referencing s unless it is an
+ * auto ack. */
+static struct gcall *
+gcall_new(struct sess *s, enum gcall_kind kind)
+{
+	struct gcall *c = gcall_alloc(kind);
+
 	if (kind != GC_AUTO_ACK) {
 		c->s = s;
 		ws_sess_get(s);
@@ -122,6 +140,7 @@ gcall_free(struct gcall *c)
 	free(c->errs);
 	free(c->group);
 	free(c->acks);
+	free(c->cause);
 	free(c);
 }
 
@@ -162,39 +181,54 @@ queue_received(struct sess *s, const struct fm_recv_result *res)
 	fm_buf_free(&out);
 }
 
+/* The receive's done may come (on the committer) before the call
+ * returned on the worker: whichever of the two is last ends the call. */
+static void
+receive_part(struct gcall *c)
+{
+	if (atomic_fetch_sub(&c->parts, 1) == 1)
+		ws_call_done(&c->call, c->done_err);
+}
+
+static void
+received_durable(void *arg, int err)
+{
+	struct gcall *c = arg;
+
+	c->done_err = err;
+	receive_part(c);
+}
+
+/* On a worker: the receive reads messages from the store. */
+static void
+receive_run(struct fm_job *job, struct fm_bcast_cache *cache)
+{
+	struct gcall *c =
+	    (struct gcall *)((char *)job - offsetof(struct gcall, job));
+	struct grp *g = c->s->grp;
+
+	(void)cache;
+	atomic_init(&c->parts, 2);
+	c->rc = fm_broker_group_receive_async(c->s->ws->b, g->topic, g->group,
+	    &c->o, &c->res, received_durable, c, &c->cause);
+	if (c->rc != 0) /* no done will come */
+		atomic_fetch_sub(&c->parts, 1);
+	receive_part(c);
+}
+
 void
 ws_grp_refill(struct sess *s)
 {
 	struct grp *g = s->grp;
-	struct fm_recv_opts o;
-	struct gcall *c;
-	char *cause = NULL;
-	int rc;
+	struct gcall *c = gcall_alloc(GC_RECEIVE);
 
-	if (g->receiving)
-		return;
 	ws_grp_disarm(g);
-	memset(&o, 0, sizeof(o));
-	o.max = FM_BCAST_BATCH;
-	o.invisible_ms = g->invisible_ms;
-	o.tags = g->tags;
-	c = gcall_new(s, GC_RECEIVE);
-	rc = fm_broker_group_receive_async(s->ws->b, g->topic, g->group, &o,
-	    &c->res, ws_call_done, &c->call, &cause);
-	if (rc == 0) {
-		g->receiving = 1;
-		return;
-	}
-	if (rc < 0) {
-		ws_fail(s, rc == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
-		    cause != NULL ? cause : fm_err_msg(rc));
-		free(cause);
-	} else {
-		s->armed = 1;
-		g->arm = fm_bcast_watch(s->ws->b, c->res.watch_topic, 0,
-		    c->res.watch_offset, ARM_IDLE_MS, ws_on_wake, s);
-	}
-	gcall_end(c);
+	c->s = s;
+	c->o.max = FM_BCAST_BATCH;
+	c->o.invisible_ms = g->invisible_ms;
+	c->o.tags = g->tags;
+	c->job.run = receive_run;
+	ws_read_start(s, &c->call, finish, &c->job);
 }
 
 static void
@@ -202,7 +236,17 @@ received(struct gcall *c)
 {
 	struct sess *s = c->s;
 
-	s->grp->receiving = 0;
+	if (c->rc < 0) {
+		ws_fail(s, c->rc == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+		    c->cause != NULL ? c->cause : fm_err_msg(c->rc));
+		return;
+	}
+	if (c->rc == 1) {
+		s->armed = 1;
+		s->grp->arm = fm_bcast_watch(s->ws->b, c->res.watch_topic, 0,
+		    c->res.watch_offset, ARM_IDLE_MS, ws_on_wake, s);
+		return;
+	}
 	if (c->call.err == 0)
 		queue_received(s, &c->res);
 	else
@@ -210,6 +254,7 @@ received(struct gcall *c)
 		        "stored (%s): they come back when invisible ends",
 		    c->res.msgs.n, s->grp->group, fm_err_msg(c->call.err));
 	ws_refill(s);
+	ws_want_write(s);
 }
 
 /* ---- settling ---- */
@@ -341,6 +386,8 @@ finish(struct ws_call *call)
 {
 	struct gcall *c = (struct gcall *)call;
 
+	if (c->kind == GC_RECEIVE)
+		ws_read_done(c->s);
 	if (c->kind == GC_AUTO_ACK) {
 		if (call->err != 0)
 			fm_warn("ws: auto ack of %zu messages of group '%s' "

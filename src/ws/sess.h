@@ -20,6 +20,7 @@
 #include "broker/broker.h"
 #include "ws/bcast.h"
 #include "ws/hub.h"
+#include "ws/pool.h"
 #include "ws/ws.h"
 
 #define ARM_IDLE_MS (3600 * 1000) /* watch deadline; re-armed after it */
@@ -73,6 +74,7 @@ struct sess {
 	struct sess *dnext; /* in ws->dirty */
 	int dirty; /* on ws->dirty: a hub queued frames */
 	unsigned calls; /* calls in flight that finish on this session */
+	int reading; /* a worker reads for it: bc and grp are the worker's */
 	int dead; /* lws closed it; freed when calls reaches 0 */
 	int64_t progress_ms; /* last frame taken, or queue became non-empty */
 	int64_t rx_ms; /* last bytes from the client */
@@ -107,8 +109,7 @@ struct fm_ws {
 	int ctx_live; /* lws_cancel_service may be called */
 	int refusing; /* fm_ws_stop ran: adoptions are refused */
 	struct sess *sessions; /* service thread only */
-	struct fm_bcast_cache *cache; /* owned; used by the service thread
-	                                 only: events shared by its readers */
+	struct fm_pool *pool; /* owned: the workers reading the store */
 	struct fm_hubs *hubs; /* owned: the caught-up broadcast readers */
 	struct sess *dirty; /* sessions a hub queued frames for; service
 	                       thread only */
@@ -144,6 +145,16 @@ void ws_sess_get(struct sess *s);
 /* A call on s finished. Returns 1 when s is alive, 0 when lws closed it
  * (then s may be gone: do not touch it). */
 int ws_sess_put(struct sess *s);
+
+/* Start a read for s on a worker: job runs there and ends with
+ * ws_call_done(c); finish(c) runs here, calls ws_read_done(s) first and
+ * ws_sess_put(s) last. Meanwhile s->bc and s->grp's strings are the
+ * worker's, and s is not read for again. */
+void ws_read_start(struct sess *s, struct ws_call *c,
+    void (*finish)(struct ws_call *c), struct fm_job *job);
+/* The read for s finished: if lws closed s meanwhile, free its reader
+ * and group stream now (sess_free left them to the read). */
+void ws_read_done(struct sess *s);
 
 /* ---- group.c, for ws.c ---- */
 

@@ -89,6 +89,7 @@
 #define CLOSE_GRACE_S 10 /* time for a close frame to leave */
 #define FRAME_HDR_MAX 10 /* server frames are never masked */
 #define WRITE_COALESCE (64 * 1024) /* bytes of frames sent in one write */
+#define POOL_THREADS 2 /* workers reading the store for sessions */
 
 /* An adoption waiting for the service thread. */
 struct pending {
@@ -398,12 +399,6 @@ ws_on_wake(void *arg, enum fm_bcast_why why)
 	pthread_mutex_unlock(&ws->lock);
 }
 
-static void
-emit_frame(void *arg, const char *json, size_t len, const char *cursor)
-{
-	ws_enqueue(arg, frame_new(OP_TEXT, json, len));
-}
-
 /* ---- hubs: caught-up broadcast sessions share one reader ---- */
 
 #define HUB_SESS(m) ((struct sess *)((char *)(m)-offsetof(struct sess, hm)))
@@ -476,35 +471,119 @@ hub_failed(struct fm_hub_member *m, int err, const char *cause)
 static const struct fm_hub_ops hub_ops = {
     hub_room, hub_deliver, hub_evicted, hub_failed};
 
+/* A broadcast read made on a worker, since the store may be slow (a
+ * reader from an old cursor): its events become frames there, which are
+ * queued here once it finished. */
+struct bread {
+	struct ws_call call; /* first: finished by bread_finish */
+	struct fm_job job;
+	struct sess *s; /* referenced; s->bc is the worker's meanwhile */
+	size_t max; /* bytes of events to read */
+	int n; /* what fm_bcast_read returned */
+	char *cause; /* owned */
+	struct frame *head, *tail; /* owned */
+};
+
+static void
+emit_frame(void *arg, const char *json, size_t len, const char *cursor)
+{
+	struct bread *r = arg;
+	struct frame *f = frame_new(OP_TEXT, json, len);
+
+	if (r->tail != NULL)
+		r->tail->next = f;
+	else
+		r->head = f;
+	r->tail = f;
+}
+
+/* On a worker. */
+static void
+bread_run(struct fm_job *job, struct fm_bcast_cache *cache)
+{
+	struct bread *r =
+	    (struct bread *)((char *)job - offsetof(struct bread, job));
+	struct fm_bcast *bc = r->s->bc;
+
+	fm_bcast_use_cache(bc, cache);
+	r->n = fm_bcast_read(bc, r->max, emit_frame, r, &r->cause);
+	fm_bcast_use_cache(bc, NULL);
+	ws_call_done(&r->call, 0);
+}
+
+static void
+bread_finish(struct ws_call *c)
+{
+	struct bread *r = (struct bread *)c;
+	struct sess *s = r->s;
+	struct frame *f;
+
+	ws_read_done(s);
+	while ((f = r->head) != NULL) {
+		r->head = f->next;
+		f->next = NULL;
+		if (s->dead || s->closing)
+			frame_free(f);
+		else
+			ws_enqueue(s, f);
+	}
+	if (!s->dead && !s->closing) {
+		if (r->n < 0)
+			ws_fail(s,
+			    r->n == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
+			    r->cause != NULL ? r->cause : fm_err_msg(r->n));
+		else if (r->n == 0 &&
+		    !fm_hubs_join(s->ws->hubs, &s->hm, s->bc)) {
+			s->armed = 1;
+			fm_bcast_arm(s->bc, ARM_IDLE_MS, ws_on_wake, s);
+		}
+		mark_dirty(s);
+	}
+	ws_sess_put(s);
+	free(r->cause);
+	free(r);
+}
+
+void
+ws_read_start(struct sess *s, struct ws_call *c,
+    void (*finish)(struct ws_call *c), struct fm_job *job)
+{
+	s->reading = 1;
+	ws_sess_get(s);
+	ws_call_begin(s->ws, c, finish);
+	fm_pool_submit(s->ws->pool, job);
+}
+
+void
+ws_read_done(struct sess *s)
+{
+	s->reading = 0;
+	if (!s->dead)
+		return;
+	fm_bcast_free(s->bc);
+	s->bc = NULL;
+	ws_grp_free(s->grp);
+	s->grp = NULL;
+}
+
 /* Fill the queue up to the budget; arm the watches when caught up. */
 void
 ws_refill(struct sess *s)
 {
-	char *cause = NULL;
-	int n;
+	struct bread *r;
 
-	if (s->closing || s->armed || s->hm.hub != NULL ||
+	if (s->closing || s->armed || s->reading || s->hm.hub != NULL ||
 	    s->queued >= FM_WS_SEND_BUDGET)
 		return;
 	if (s->grp != NULL) {
 		ws_grp_refill(s);
-		ws_want_write(s);
 		return;
 	}
-	n = fm_bcast_read(
-	    s->bc, FM_WS_SEND_BUDGET - s->queued, emit_frame, s, &cause);
-	if (n < 0) {
-		ws_fail(s, n == -FM_E_NOT_FOUND ? FM_WS_CLOSE_GONE : 1011,
-		    cause != NULL ? cause : fm_err_msg(n));
-		free(cause);
-		return;
-	}
-	if (n == 0 && !fm_hubs_join(s->ws->hubs, &s->hm, s->bc)) {
-		s->armed = 1;
-		fm_bcast_arm(s->bc, ARM_IDLE_MS, ws_on_wake, s);
-	}
-	if (s->head != NULL)
-		lws_callback_on_writable(s->wsi);
+	r = xcalloc(1, sizeof(*r));
+	r->s = s;
+	r->max = FM_WS_SEND_BUDGET - s->queued;
+	r->job.run = bread_run;
+	ws_read_start(s, &r->call, bread_finish, &r->job);
 }
 
 /* Take f, the head of the send queue, as written: a receipt of an
@@ -816,7 +895,6 @@ sess_free(struct sess *s)
 	struct fm_ws *ws = s->ws;
 
 	fm_hubs_leave(&s->hm);
-	fm_bcast_free(s->bc);
 	ws_grp_flush_acks(s, 1);
 	if (s->dirty) {
 		struct sess **pp = &ws->dirty;
@@ -825,8 +903,6 @@ sess_free(struct sess *s)
 			pp = &(*pp)->dnext;
 		*pp = s->dnext;
 	}
-	ws_grp_free(s->grp);
-	s->grp = NULL;
 	pthread_mutex_lock(&ws->lock);
 	if (s->wake_pending) {
 		struct sess **pp = &ws->woken;
@@ -849,6 +925,8 @@ sess_free(struct sess *s)
 	free(s->wbuf);
 	s->done(s->done_arg);
 	s->dead = 1;
+	if (!s->reading)
+		ws_read_done(s);
 	if (s->calls == 0)
 		free(s);
 }
@@ -1024,10 +1102,11 @@ fm_ws_start(const struct fm_config *cfg, struct fm_broker *b,
 
 	ws->cfg = cfg;
 	ws->b = b;
-	ws->cache = fm_bcast_cache_new();
 	ws->hubs = fm_hubs_new(&hub_ops, kick, ws);
 	pthread_mutex_init(&ws->lock, NULL);
 	pthread_cond_init(&ws->calls_cond, NULL);
+	if ((ws->pool = fm_pool_new(POOL_THREADS)) == NULL)
+		goto fail;
 	atomic_init(&ws->stop, 0);
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_logger);
 	memset(&info, 0, sizeof(info));
@@ -1104,7 +1183,7 @@ fm_ws_free(struct fm_ws *ws)
 	if (ws == NULL)
 		return;
 	fm_hubs_free(ws->hubs);
-	fm_bcast_cache_free(ws->cache);
+	fm_pool_free(ws->pool);
 	pthread_cond_destroy(&ws->calls_cond);
 	pthread_mutex_destroy(&ws->lock);
 	free(ws);
@@ -1199,7 +1278,6 @@ fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
 {
 	struct pending *p = xcalloc(1, sizeof(*p));
 
-	fm_bcast_use_cache(bc, ws->cache);
 	p->bc = bc;
 	p->done = done;
 	p->arg = arg;

@@ -1,7 +1,10 @@
 /*
  * ws.h - the WebSocket front end: one libwebsockets service thread that
  * takes over connections the HTTP server accepted (same port), speaks
- * RFC 6455 on them and streams a topic to each (the broadcast stream).
+ * RFC 6455 on them and streams a topic (the broadcast stream) or a
+ * consumer group's messages to each; store reads for it are made by a
+ * few worker threads and commits by the store's committer, so the
+ * service thread never waits for the disk.
  *
  * Owns: the lws context and its thread, the sessions, their send queues
  * and budgets, frame parsing. Does not own: accepting sockets and HTTP
