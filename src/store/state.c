@@ -1,7 +1,7 @@
 /*
  * state.c - state.db (see state.h): topics, topic tombstones, consumer
- * group offsets and receipts, the timer queue's delivery marks, and the
- * committer thread of the group rows.
+ * group settings, offsets and receipts, the timer queue's delivery marks,
+ * and the committer thread of the group rows.
  *
  * One connection, every statement prepared once at open, one mutex. Each
  * public function is one statement or one explicit transaction, so a
@@ -51,6 +51,9 @@ static const char state_setup[] =
     " queue_offset INTEGER NOT NULL, nonce INTEGER NOT NULL,"
     " reconsume INTEGER NOT NULL, visible_at INTEGER NOT NULL,"
     " PRIMARY KEY(topic, grp, queue_id, queue_offset)) WITHOUT ROWID\0"
+    "CREATE TABLE IF NOT EXISTS group_configs(grp TEXT PRIMARY KEY,"
+    " fifo INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL)"
+    " WITHOUT ROWID\0"
     "CREATE TABLE IF NOT EXISTS timer_watermark(id INTEGER PRIMARY KEY"
     " CHECK(id = 0), low INTEGER NOT NULL)\0"
     "CREATE TABLE IF NOT EXISTS timer_delivered(queue_offset INTEGER"
@@ -73,6 +76,9 @@ enum {
 	S_GRCPT_DEL,
 	S_GRCPT_CLEAR,
 	S_GRCPT_LIST,
+	S_GCONF_PUT,
+	S_GCONF_GET,
+	S_GCONF_LIST,
 	S_TIMER_LOW_GET,
 	S_TIMER_LOW_PUT,
 	S_TIMER_DONE_LIST,
@@ -110,6 +116,12 @@ static const char *const state_sql[S__COUNT] = {
                       " grp = ?2",
     [S_GRCPT_LIST] = "SELECT topic, grp, queue_id, queue_offset, nonce,"
                      " reconsume, visible_at FROM group_receipts",
+    [S_GCONF_PUT] = "INSERT OR REPLACE INTO group_configs(grp, fifo,"
+                    " updated_ms) VALUES(?1, ?2, ?3)",
+    [S_GCONF_GET] = "SELECT grp, fifo, updated_ms FROM group_configs"
+                    " WHERE grp = ?1",
+    [S_GCONF_LIST] = "SELECT grp, fifo, updated_ms FROM group_configs"
+                     " ORDER BY grp",
     [S_TIMER_LOW_GET] = "SELECT low FROM timer_watermark WHERE id = 0",
     [S_TIMER_LOW_PUT] = "INSERT OR REPLACE INTO timer_watermark(id, low)"
                         " VALUES(0, ?1)",
@@ -223,18 +235,20 @@ fm_state_topic_put(struct fm_state *s, const struct fm_topic_conf *tc)
 	return err;
 }
 
-int
-fm_state_topic_get(
-    struct fm_state *s, const char *name, struct fm_topic_conf *tc)
+/* The row of statement which whose one parameter is key, into elem: 0,
+ * or -FM_E_NOT_FOUND when there is none. */
+static int
+get_one(struct fm_state *s, int which, const char *key, fm_sql_row_fn row,
+    void *elem)
 {
-	sqlite3_stmt *st = s->st[S_TOPIC_GET];
+	sqlite3_stmt *st = s->st[which];
 	int rc, err;
 
 	pthread_mutex_lock(&s->lock);
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		row_topic(st, tc, NULL);
+		row(st, elem, NULL);
 		err = 0;
 	} else {
 		err = rc == SQLITE_DONE ? -FM_E_NOT_FOUND : fm_sql_err(rc);
@@ -245,8 +259,11 @@ fm_state_topic_get(
 	return err;
 }
 
-int
-fm_state_topic_list(struct fm_state *s, struct fm_topic_conf **out, size_t *n)
+/* Every row of list statement which: *out is a new array of *n elements
+ * of size bytes (free()), NULL and 0 on error. */
+static int
+get_all(struct fm_state *s, int which, size_t size, fm_sql_row_fn row,
+    void **out, size_t *n)
 {
 	size_t cap = 0;
 	int err;
@@ -254,8 +271,7 @@ fm_state_topic_list(struct fm_state *s, struct fm_topic_conf **out, size_t *n)
 	*out = NULL;
 	*n = 0;
 	pthread_mutex_lock(&s->lock);
-	err = fm_sql_rows(s->st[S_TOPIC_LIST], sizeof(**out), row_topic, NULL,
-	    (void **)out, n, &cap);
+	err = fm_sql_rows(s->st[which], size, row, NULL, out, n, &cap);
 	pthread_mutex_unlock(&s->lock);
 	if (err != 0) {
 		free(*out);
@@ -263,6 +279,20 @@ fm_state_topic_list(struct fm_state *s, struct fm_topic_conf **out, size_t *n)
 		*n = 0;
 	}
 	return err;
+}
+
+int
+fm_state_topic_get(
+    struct fm_state *s, const char *name, struct fm_topic_conf *tc)
+{
+	return get_one(s, S_TOPIC_GET, name, row_topic, tc);
+}
+
+int
+fm_state_topic_list(struct fm_state *s, struct fm_topic_conf **out, size_t *n)
+{
+	return get_all(
+	    s, S_TOPIC_LIST, sizeof(**out), row_topic, (void **)out, n);
 }
 
 int
@@ -312,21 +342,8 @@ row_tomb(sqlite3_stmt *st, void *elem, void *arg)
 int
 fm_state_tombstones(struct fm_state *s, struct fm_tombstone **out, size_t *n)
 {
-	size_t cap = 0;
-	int err;
-
-	*out = NULL;
-	*n = 0;
-	pthread_mutex_lock(&s->lock);
-	err = fm_sql_rows(s->st[S_TOMB_LIST], sizeof(**out), row_tomb, NULL,
-	    (void **)out, n, &cap);
-	pthread_mutex_unlock(&s->lock);
-	if (err != 0) {
-		free(*out);
-		*out = NULL;
-		*n = 0;
-	}
-	return err;
+	return get_all(
+	    s, S_TOMB_LIST, sizeof(**out), row_tomb, (void **)out, n);
 }
 
 int
@@ -340,6 +357,51 @@ fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset)
 	err = fm_sql_run(st);
 	pthread_mutex_unlock(&s->lock);
 	return err;
+}
+
+/* ---- consumer group settings ---- */
+
+static void
+row_gconf(sqlite3_stmt *st, void *elem, void *arg)
+{
+	const unsigned char *name = sqlite3_column_text(st, 0);
+	struct fm_group_conf *gc = elem;
+
+	memset(gc, 0, sizeof *gc);
+	if (name != NULL)
+		strncpy(gc->name, (const char *)name, FM_REC_MAX_TOPIC);
+	gc->fifo = sqlite3_column_int64(st, 1) != 0;
+	gc->updated_ms = sqlite3_column_int64(st, 2);
+}
+
+int
+fm_state_group_conf_put(struct fm_state *s, const struct fm_group_conf *gc)
+{
+	sqlite3_stmt *st = s->st[S_GCONF_PUT];
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, gc->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, gc->fifo != 0);
+	sqlite3_bind_int64(st, 3, gc->updated_ms);
+	err = fm_sql_run(st);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+int
+fm_state_group_conf_get(
+    struct fm_state *s, const char *name, struct fm_group_conf *gc)
+{
+	return get_one(s, S_GCONF_GET, name, row_gconf, gc);
+}
+
+int
+fm_state_group_conf_list(
+    struct fm_state *s, struct fm_group_conf **out, size_t *n)
+{
+	return get_all(
+	    s, S_GCONF_LIST, sizeof(**out), row_gconf, (void **)out, n);
 }
 
 /* ---- consumer groups ---- */

@@ -1,8 +1,9 @@
 /*
  * state.h - state.db: the store's durable configuration, never rebuilt.
  *
- * Owns: topics, topic tombstones, consumer group offsets and in-flight
- * receipts, the timer queue's delivery marks. synchronous=FULL: a call that returned 0 survives a crash.
+ * Owns: topics, topic tombstones, consumer group settings, offsets and
+ * in-flight receipts, the timer queue's delivery marks. synchronous=FULL:
+ * a call that returned 0 survives a crash.
  * Does not own: the consume queues or keys (index.db), the log.
  *
  * A tombstone (topic, log_offset) says: records of topic below log_offset
@@ -64,6 +65,13 @@ int fm_state_tombstones(
     struct fm_state *s, struct fm_tombstone **out, size_t *n);
 /* Forget tombstones below log_offset (their records are gone). */
 int fm_state_tombstones_prune(struct fm_state *s, uint64_t log_offset);
+
+/* See fm_store_group_conf_put, _get and _list (store.h). */
+int fm_state_group_conf_put(struct fm_state *s, const struct fm_group_conf *gc);
+int fm_state_group_conf_get(
+    struct fm_state *s, const char *name, struct fm_group_conf *gc);
+int fm_state_group_conf_list(
+    struct fm_state *s, struct fm_group_conf **out, size_t *n);
 
 /* See fm_store_group_write_async and fm_store_group_load (store.h);
  * -FM_E_SHUTDOWN once fm_state_stop ran. */

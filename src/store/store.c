@@ -1493,6 +1493,28 @@ fm_store_topic_list(struct fm_store *st, struct fm_topic_conf **out, size_t *n)
 /* ---- consumer groups ---- */
 
 int
+fm_store_group_conf_put(struct fm_store *st, const struct fm_group_conf *gc)
+{
+	if (gc->name[0] == '\0')
+		return -FM_E_INVALID;
+	return fm_state_group_conf_put(st->state, gc);
+}
+
+int
+fm_store_group_conf_get(
+    struct fm_store *st, const char *name, struct fm_group_conf *gc)
+{
+	return fm_state_group_conf_get(st->state, name, gc);
+}
+
+int
+fm_store_group_conf_list(
+    struct fm_store *st, struct fm_group_conf **out, size_t *n)
+{
+	return fm_state_group_conf_list(st->state, out, n);
+}
+
+int
 fm_store_group_write_async(struct fm_store *st, struct fm_grow *rows, size_t n,
     fm_store_done_fn done, void *arg)
 {

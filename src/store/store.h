@@ -8,8 +8,8 @@
  *                the log offset up to which it has applied the log
  *                (committed in the same transaction as the rows).
  *   state.db     SQLite, synchronous=FULL, never rebuilt: topics and
- *                topic tombstones, consumer group offsets and in-flight
- *                receipts, the timer queue's delivery marks.
+ *                topic tombstones, consumer group settings, offsets and
+ *                in-flight receipts, the timer queue's delivery marks.
  *
  * Consume queue: per (topic, queue), fixed-width entries (log offset,
  * size, tag hash), numbered by queue offset from 0. In index.db a row
@@ -166,6 +166,25 @@ int fm_store_topic_delete(struct fm_store *st, const char *name);
 /* *out is a new array of *n topics sorted by name (free()). */
 int fm_store_topic_list(
     struct fm_store *st, struct fm_topic_conf **out, size_t *n);
+
+/* Consumer group settings (RocketMQ's subscription group config): one
+ * row per group name, for all its topics, in state.db. Written at once
+ * (synchronous=FULL), not through the committer below: they are rare.
+ * The store keeps them; what they mean is the broker's (groups.c). */
+struct fm_group_conf {
+	char name[FM_REC_MAX_TOPIC + 1];
+	int fifo; /* 0 or 1 */
+	int64_t updated_ms; /* epoch ms of the last put */
+};
+/* Create or replace. */
+int fm_store_group_conf_put(
+    struct fm_store *st, const struct fm_group_conf *gc);
+/* -FM_E_NOT_FOUND when absent. */
+int fm_store_group_conf_get(
+    struct fm_store *st, const char *name, struct fm_group_conf *gc);
+/* *out is a new array of *n settings sorted by name (free()). */
+int fm_store_group_conf_list(
+    struct fm_store *st, struct fm_group_conf **out, size_t *n);
 
 /* Consumer groups: durable offsets and in-flight receipts in state.db.
  * The store keeps rows; what they mean is the broker's (groups.c). */

@@ -5,7 +5,8 @@
  * watch (no sleeping), nack to the DLQ after maxReconsumeTimes, tag
  * filters, reset, group state and list, FIFO receives, offsets and
  * receipts that survive closing and reopening the broker, and the store's
- * group rows written by many threads at once (group commit).
+ * group rows written by many threads at once (group commit), and the
+ * store's group settings, which round trip and survive a reopen.
  *
  * The async forms and state.db's committer: calls queued while the
  * committer is busy share one transaction (one sync) and complete in
@@ -886,6 +887,49 @@ test_bad_input(void **state)
 	free(cause);
 }
 
+/* ---- group settings ---- */
+
+static void
+conf_put(struct fm_store *st, const char *name, int fifo, int64_t ms)
+{
+	struct fm_group_conf gc = {"", fifo, ms};
+
+	snprintf(gc.name, sizeof(gc.name), "%s", name);
+	assert_int_equal(fm_store_group_conf_put(st, &gc), 0);
+}
+
+static void
+test_store_group_conf(void **state)
+{
+	struct fx *f = *state;
+	struct own_store os;
+	struct fm_group_conf gc, *v = NULL;
+	size_t n = 0;
+
+	own_open(f, "store", &os);
+	conf_put(os.st, "gb", 1, 1000);
+	conf_put(os.st, "ga", 0, 2000);
+	conf_put(os.st, "gb", 0, 3000);
+	conf_put(os.st, "gb", 1, 4000); /* replaces */
+	assert_int_equal(
+	    fm_store_group_conf_get(os.st, "gc", &gc), -FM_E_NOT_FOUND);
+	fm_store_close(os.st);
+	assert_int_equal(fm_store_open(&os.o, &os.st), 0);
+	assert_int_equal(fm_store_group_conf_get(os.st, "gb", &gc), 0);
+	assert_string_equal(gc.name, "gb");
+	assert_int_equal(gc.fifo, 1);
+	assert_int_equal(gc.updated_ms, 4000);
+	assert_int_equal(fm_store_group_conf_list(os.st, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, "ga");
+	assert_int_equal(v[0].fifo, 0);
+	assert_int_equal(v[0].updated_ms, 2000);
+	assert_string_equal(v[1].name, "gb");
+	assert_int_equal(v[1].fifo, 1);
+	free(v);
+	fm_store_close(os.st);
+}
+
 int
 main(void)
 {
@@ -915,6 +959,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_async_commit_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_store_group_conf, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
