@@ -224,7 +224,12 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
  * there. Every commit delays the ones queued after it, so done should
  * take microseconds.
  * Group names follow the topic name rules, at most 122 characters (so
- * that "%DLQ%{group}" is a topic name).
+ * that "%DLQ%{group}" is a topic name), and do not begin with "%DLQ%" or
+ * "%RETRY%" (the prefixes of topics named after a group).
+ *
+ * Settings (RocketMQ's subscription group config) belong to a group
+ * name, for all its topics, and are durable (fm_broker_group_put): today
+ * fifo, which makes every receive of the group FIFO.
  */
 
 #define FM_RECEIPT_LEN 43 /* base64url characters of a receipt handle */
@@ -238,7 +243,9 @@ struct fm_recv_opts {
 	int fifo; /* RocketMQ 5 FIFO group: at most one message per queue
 	             out at a time, so the next message of a queue (of a
 	             shardingKey) waits until the one before is acked or
-	             dead; every receiver of the group must ask for it */
+	             dead. A receive is FIFO when this is set or the group's
+	             settings say fifo: this flag only adds FIFO to a
+	             receive of a group that is not */
 };
 
 struct fm_recv_result {
@@ -327,10 +334,34 @@ int fm_broker_group_reset_async(struct fm_broker *b, const char *topic,
 struct fm_group_name {
 	char topic[FM_REC_MAX_TOPIC + 1];
 	char group[FM_REC_MAX_TOPIC + 1];
+	int fifo; /* the group's setting (fm_broker_group_put) */
 };
-/* Every (topic, group), sorted. *out is new (free()). */
+/* Every (topic, group) with state (made by a receive or reset), sorted.
+ * *out is new (free()). */
 int fm_broker_group_list(
     struct fm_broker *b, struct fm_group_name **out, size_t *n);
+
+/* A group name: its settings and the topics it has state on. */
+struct fm_group_info {
+	struct fm_group_conf conf; /* name; fifo; updated_ms: epoch ms of
+	                              the last fm_broker_group_put, 0 when
+	                              never put (fifo 0 then) */
+	char (*topics)[FM_REC_MAX_TOPIC + 1]; /* owned, sorted */
+	size_t ntopics;
+};
+void fm_group_info_free(struct fm_group_info *gi);
+
+/* Create or update a group's settings, durable before it returns; the
+ * group's next receives, on every topic, follow them. fifo: 0 or 1, or
+ * -1 to keep it (0 for a new group). Makes no group state on any topic.
+ * out as fm_broker_group_info (empty on error). -FM_E_INVALID for a bad
+ * name, or the store's error ("cannot store the group settings"). */
+int fm_broker_group_put(struct fm_broker *b, const char *group, int fifo,
+    struct fm_group_info *out, char **cause);
+/* A group's settings and topics: -FM_E_NOT_FOUND when it was never put
+ * and has state on no topic (fm_broker_group_list does not list it). */
+int fm_broker_group_info(struct fm_broker *b, const char *group,
+    struct fm_group_info *out, char **cause);
 
 /* ---- topics ---- */
 

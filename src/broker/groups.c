@@ -4,7 +4,9 @@
  * group state and reset (the rules are in broker.h).
  *
  * Owns: every group's offsets and in-flight entries in memory, the
- * receipt handle format, the visibility timer thread and the DLQ copies.
+ * groups' settings (one per group name, for all its topics) as loaded
+ * from and written to the store, the receipt handle format, the
+ * visibility timer thread and the DLQ copies.
  * Does not own: durability (the store commits the rows this file builds,
  * in groups), the long-poll machinery (waiters.c; a receive parks on the
  * group's watch topic, see groups.h), HTTP or JSON.
@@ -28,13 +30,23 @@
  *      announced to the waiters on the group's watch topic.
  *   5. A FIFO receive takes from a queue only its oldest entry (when
  *      visible again) or, when the queue has none in flight, one new
- *      message: the next message of a queue never overtakes a retry.
+ *      message: the next message of a queue never overtakes a retry. A
+ *      receive is FIFO when its request asks, or when the group's
+ *      settings say fifo (struct gconf).
  * visible_at is wall-clock epoch ms, like the rows in state.db, so that
  * visibility survives a restart; the timer converts it to a wait.
  * All of it is guarded by gs->lock, never held across a store commit or a
  * publish (queuing rows for a commit only takes the committer's queue
  * lock, a leaf). Groups are never freed before fm_groups_close, so a
  * pointer to one stays valid without the lock.
+ *
+ * Settings: gs->confs holds exactly the rows of the store's group
+ * settings (loaded at open); a group points at the settings of its name
+ * (g->conf, NULL when it has none), settings are never freed before
+ * fm_groups_close either. A change is written to the store first, then
+ * made in memory under gs->lock; gs->conf_lock, taken before gs->lock
+ * and held across that write, keeps concurrent changes in one order in
+ * both places.
  *
  * Durability: each call builds the rows of its changes under the lock
  * and queues them to the store's committer before releasing it
@@ -69,6 +81,9 @@
 
 #define GROUP_MAX_LEN (FM_REC_MAX_TOPIC - (sizeof(DLQ_PREFIX) - 1))
 #define DLQ_PREFIX "%DLQ%"
+#define RETRY_PREFIX \
+	"%RETRY%" /* RocketMQ's retry topics: not ours, but
+                                  reserved like its DLQ_PREFIX */
 #define READ_CHUNK 64 /* consume queue entries read at a time */
 #define MAX_TAGS 32 /* tags in one filter expression */
 #define RECEIPT_BYTES 32
@@ -98,9 +113,16 @@ struct gqueue {
 	size_t n, cap;
 };
 
+/* A group name's settings, for all its topics. */
+struct gconf {
+	struct fm_group_conf c; /* as in the store */
+	struct gconf *next;
+};
+
 struct group {
 	char topic[FM_REC_MAX_TOPIC + 1];
 	char name[FM_REC_MAX_TOPIC + 1];
+	struct gconf *conf; /* of name, NULL when it has none */
 	char watch[FM_WATCH_TOPIC_LEN + 1]; /* "topic/group", immutable */
 	uint64_t seq; /* invariant 4 */
 	uint32_t nq; /* queues known; grows with the topic */
@@ -111,9 +133,11 @@ struct group {
 
 struct fm_groups {
 	struct fm_broker *b; /* borrowed */
+	pthread_mutex_t conf_lock; /* serialises settings changes (Settings) */
 	pthread_mutex_t lock; /* guards everything below and every group */
 	pthread_cond_t cond; /* timer: wake_at moved earlier, or stop */
 	struct group *list;
+	struct gconf *confs; /* every group name's settings */
 	uint64_t nonce; /* last nonce given */
 	int64_t wake_at; /* epoch ms the timer looks next; INT64_MAX none */
 	int stop;
@@ -324,6 +348,15 @@ nonce_next(struct fm_groups *gs)
 
 /* ---- groups ---- */
 
+static struct gconf *
+conf_find(struct fm_groups *gs, const char *name)
+{
+	for (struct gconf *c = gs->confs; c != NULL; c = c->next)
+		if (strcmp(c->c.name, name) == 0)
+			return c;
+	return NULL;
+}
+
 static struct group *
 group_find(struct fm_groups *gs, const char *topic, const char *name)
 {
@@ -341,6 +374,7 @@ group_add(struct fm_groups *gs, const char *topic, const char *name)
 	snprintf(g->topic, sizeof(g->topic), "%s", topic);
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	snprintf(g->watch, sizeof(g->watch), "%s/%s", topic, name);
+	g->conf = conf_find(gs, name);
 	g->next = gs->list;
 	gs->list = g;
 	return g;
@@ -542,19 +576,30 @@ filter_tag(const struct filter *f, const struct fm_record *r)
 /* ---- checks ---- */
 
 static int
-check_names(const char *topic, const char *group, char **cause)
+check_group(const char *group, char **cause)
 {
-	int rc = fm_broker_check_topic_name(topic, cause);
-
-	if (rc < 0)
-		return rc;
 	if (group == NULL || fm_broker_check_topic_name(group, NULL) < 0 ||
 	    strlen(group) > GROUP_MAX_LEN)
 		return fm_broker_fail(cause, -FM_E_INVALID,
 		    "group name '%s' is not 1..%zu characters of "
 		    "[A-Za-z0-9_%%|-]",
 		    group ? group : "", GROUP_MAX_LEN);
+	if (strncmp(group, DLQ_PREFIX, sizeof(DLQ_PREFIX) - 1) == 0 ||
+	    strncmp(group, RETRY_PREFIX, sizeof(RETRY_PREFIX) - 1) == 0)
+		return fm_broker_fail(cause, -FM_E_INVALID,
+		    "group name '%s' is reserved: %s and %s begin the names "
+		    "of topics named after a group (%s{group} holds its "
+		    "dead letters)",
+		    group, DLQ_PREFIX, RETRY_PREFIX, DLQ_PREFIX);
 	return 0;
+}
+
+static int
+check_names(const char *topic, const char *group, char **cause)
+{
+	int rc = fm_broker_check_topic_name(topic, cause);
+
+	return rc < 0 ? rc : check_group(group, cause);
 }
 
 static int
@@ -586,6 +631,7 @@ struct recv {
 	struct fm_groups *gs;
 	struct group *g;
 	const struct fm_recv_opts *opts;
+	int fifo; /* invariant 5 */
 	struct filter f;
 	int64_t now;
 	struct fm_recv_result *out;
@@ -649,7 +695,7 @@ take_again(struct recv *rv, uint32_t qi, int *changed)
 
 	/* FIFO: only the oldest in flight may go out, so a retry keeps its
 	 * place before the messages behind it */
-	for (size_t i = 0; i < q->n && (i == 0 || !rv->opts->fifo) &&
+	for (size_t i = 0; i < q->n && (i == 0 || !rv->fifo) &&
 	     rv->out->msgs.n < rv->limit;) {
 		struct gent *e = &q->ents[i];
 		int rc;
@@ -735,12 +781,12 @@ take_queue(struct recv *rv, uint32_t qi)
 	changed = queue_clamp(q, min, max);
 	next0 = q->next;
 	rv->limit = rv->opts->max;
-	if (rv->opts->fifo)
+	if (rv->fifo)
 		rv->limit = rv->out->msgs.n + 1;
 	if ((rc = take_again(rv, qi, &changed)) < 0)
 		return rc;
 	/* FIFO: nothing new from a queue while one of its messages is out */
-	if ((!rv->opts->fifo || q->n == 0) && (rc = take_new(rv, qi, max)) < 0)
+	if ((!rv->fifo || q->n == 0) && (rc = take_new(rv, qi, max)) < 0)
 		return rc;
 	if (ack_update(q) || changed || q->next != next0)
 		row_offset(&rv->rs, rv->g, qi);
@@ -765,7 +811,8 @@ fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
     const char *group, const struct fm_recv_opts *opts,
     struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause)
 {
-	struct recv rv = {b->groups, NULL, opts, {0}, 0, out, {NULL, 0, 0}, 0};
+	struct recv rv = {
+	    b->groups, NULL, opts, 0, {0}, 0, out, {NULL, 0, 0}, 0};
 	struct fm_topic_conf tc;
 	int rc = 0, qrc;
 
@@ -781,6 +828,7 @@ fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
 		goto out;
 	pthread_mutex_lock(&rv.gs->lock);
 	rv.g = group_get(rv.gs, topic, group, tc.queues, &rv.rs);
+	rv.fifo = opts->fifo || (rv.g->conf != NULL && rv.g->conf->c.fifo);
 	rv.now = fm_now_ms();
 	for (uint32_t i = 0; i < tc.queues && rv.out->msgs.n < opts->max; i++)
 		if ((rc = take_queue(&rv, (rv.g->rr + i) % tc.queues)) < 0)
@@ -1343,6 +1391,7 @@ fm_broker_group_list(struct fm_broker *b, struct fm_group_name **out, size_t *n)
 		}
 		memcpy(v[len].topic, g->topic, sizeof(v[len].topic));
 		memcpy(v[len].group, g->name, sizeof(v[len].group));
+		v[len].fifo = g->conf != NULL && g->conf->c.fifo;
 		len++;
 	}
 	pthread_mutex_unlock(&gs->lock);
@@ -1355,21 +1404,18 @@ fm_broker_group_list(struct fm_broker *b, struct fm_group_name **out, size_t *n)
 
 /* ---- the broker's hooks ---- */
 
-void
-fm_groups_notify(struct fm_groups *gs, const char *topic, uint32_t queue_id,
-    uint64_t max_offset)
+/* Move the seq of every group whose topic (by_name 0) or name is key,
+ * and announce it (invariant 4). */
+static void
+wake_groups(struct fm_groups *gs, int by_name, const char *key)
 {
 	struct group *hit[16];
 	uint64_t seqs[16];
 	size_t n = 0;
 
-	(void)queue_id;
-	(void)max_offset;
-	if (gs == NULL)
-		return;
 	pthread_mutex_lock(&gs->lock);
 	for (struct group *g = gs->list; g != NULL; g = g->next) {
-		if (strcmp(g->topic, topic) != 0)
+		if (strcmp(by_name ? g->name : g->topic, key) != 0)
 			continue;
 		seqs[n] = ++g->seq;
 		hit[n++] = g;
@@ -1385,6 +1431,16 @@ fm_groups_notify(struct fm_groups *gs, const char *topic, uint32_t queue_id,
 	pthread_mutex_unlock(&gs->lock);
 	for (size_t i = 0; i < n; i++)
 		fm_waiters_notify(gs->b->ws, hit[i]->watch, 0, seqs[i]);
+}
+
+void
+fm_groups_notify(struct fm_groups *gs, const char *topic, uint32_t queue_id,
+    uint64_t max_offset)
+{
+	(void)queue_id;
+	(void)max_offset;
+	if (gs != NULL)
+		wake_groups(gs, 0, topic);
 }
 
 int
@@ -1408,6 +1464,127 @@ fm_groups_has_data(struct fm_groups *gs, const char *watch_topic, uint64_t seq)
 		}
 	pthread_mutex_unlock(&gs->lock);
 	return yes;
+}
+
+/* ---- settings ---- */
+
+void
+fm_group_info_free(struct fm_group_info *gi)
+{
+	free(gi->topics);
+	gi->topics = NULL;
+	gi->ntopics = 0;
+}
+
+static int
+topic_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Lock held: the settings of name and the topics it has state on. 0, or
+ * -FM_E_NOT_FOUND when it has neither. */
+static int
+info_fill(struct fm_groups *gs, const char *name, struct fm_group_info *out)
+{
+	struct gconf *c = conf_find(gs, name);
+	size_t cap = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (c != NULL)
+		out->conf = c->c;
+	snprintf(out->conf.name, sizeof(out->conf.name), "%s", name);
+	for (struct group *g = gs->list; g != NULL; g = g->next) {
+		if (strcmp(g->name, name) != 0)
+			continue;
+		if (out->ntopics == cap) {
+			cap = cap ? 2 * cap : 8;
+			out->topics = xreallocarray(
+			    out->topics, cap, sizeof(*out->topics));
+		}
+		memcpy(out->topics[out->ntopics++], g->topic,
+		    sizeof(*out->topics));
+	}
+	if (out->ntopics > 1)
+		qsort(
+		    out->topics, out->ntopics, sizeof(*out->topics), topic_cmp);
+	return c != NULL || out->ntopics > 0 ? 0 : -FM_E_NOT_FOUND;
+}
+
+int
+fm_broker_group_info(struct fm_broker *b, const char *group,
+    struct fm_group_info *out, char **cause)
+{
+	struct fm_groups *gs = b->groups;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = check_group(group, cause)) < 0)
+		return rc;
+	pthread_mutex_lock(&gs->lock);
+	rc = info_fill(gs, group, out);
+	pthread_mutex_unlock(&gs->lock);
+	if (rc < 0)
+		return fm_broker_fail(cause, rc,
+		    "group '%s' is not configured and has never received",
+		    group);
+	return 0;
+}
+
+/* Lock held: add settings (and point the groups of that name at them). */
+static void
+conf_add(struct fm_groups *gs, const struct fm_group_conf *gc)
+{
+	struct gconf *c = xcalloc(1, sizeof(*c));
+
+	c->c = *gc;
+	c->next = gs->confs;
+	gs->confs = c;
+	for (struct group *g = gs->list; g != NULL; g = g->next)
+		if (strcmp(g->name, gc->name) == 0)
+			g->conf = c;
+}
+
+int
+fm_broker_group_put(struct fm_broker *b, const char *group, int fifo,
+    struct fm_group_info *out, char **cause)
+{
+	struct fm_groups *gs = b->groups;
+	struct fm_group_conf gc = {0};
+	struct gconf *c;
+	int rc, changed;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = check_group(group, cause)) < 0)
+		return rc;
+	pthread_mutex_lock(&gs->conf_lock);
+	pthread_mutex_lock(&gs->lock);
+	c = conf_find(gs, group);
+	if (c != NULL)
+		gc = c->c;
+	pthread_mutex_unlock(&gs->lock);
+	snprintf(gc.name, sizeof(gc.name), "%s", group);
+	changed = fifo >= 0 && fifo != gc.fifo;
+	if (fifo >= 0)
+		gc.fifo = fifo;
+	gc.updated_ms = fm_now_ms();
+	if ((rc = fm_store_group_conf_put(b->st, &gc)) < 0) {
+		pthread_mutex_unlock(&gs->conf_lock);
+		return fm_broker_fail(cause, rc,
+		    "cannot store the group settings: %s", fm_err_msg(rc));
+	}
+	pthread_mutex_lock(&gs->lock);
+	if (c != NULL)
+		c->c = gc;
+	else
+		conf_add(gs, &gc);
+	info_fill(gs, group, out);
+	pthread_mutex_unlock(&gs->lock);
+	pthread_mutex_unlock(&gs->conf_lock);
+	/* FIFO off may free messages that receivers wait for */
+	if (changed)
+		wake_groups(gs, 1, group);
+	return 0;
 }
 
 /* ---- open and close ---- */
@@ -1457,6 +1634,22 @@ load_rows(struct fm_groups *gs, const struct fm_grow *v, size_t n)
 		}
 }
 
+/* The settings, before the groups that point at them. */
+static int
+load_confs(struct fm_groups *gs)
+{
+	struct fm_group_conf *v;
+	size_t n;
+	int rc = fm_store_group_conf_list(gs->b->st, &v, &n);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		conf_add(gs, &v[i]);
+	free(v);
+	return 0;
+}
+
 int
 fm_groups_open(struct fm_broker *b, struct fm_groups **out)
 {
@@ -1468,9 +1661,11 @@ fm_groups_open(struct fm_broker *b, struct fm_groups **out)
 
 	gs->b = b;
 	gs->wake_at = INT64_MAX;
+	pthread_mutex_init(&gs->conf_lock, NULL);
 	pthread_mutex_init(&gs->lock, NULL);
 	fm_cond_init_monotonic(&gs->cond);
-	if ((rc = fm_store_group_load(b->st, &v, &n)) < 0)
+	if ((rc = load_confs(gs)) < 0 ||
+	    (rc = fm_store_group_load(b->st, &v, &n)) < 0)
 		goto fail;
 	load_rows(gs, v, n);
 	free(v);
@@ -1509,7 +1704,12 @@ fm_groups_close(struct fm_groups *gs)
 		free(g->q);
 		free(g);
 	}
+	for (struct gconf *c = gs->confs, *cnext; c != NULL; c = cnext) {
+		cnext = c->next;
+		free(c);
+	}
 	pthread_cond_destroy(&gs->cond);
 	pthread_mutex_destroy(&gs->lock);
+	pthread_mutex_destroy(&gs->conf_lock);
 	free(gs);
 }

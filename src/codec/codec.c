@@ -790,8 +790,8 @@ parse_line(struct fm_batch *b, struct fm_pub_msg *m, json_t *obj,
 	return 0;
 }
 
-static int
-blank(const char *s, size_t n)
+int
+fm_codec_blank(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
@@ -854,7 +854,7 @@ fm_codec_parse_batch(const char *data, size_t len, int64_t now_ms,
 
 		lineno++;
 		pos += n + 1;
-		if (blank(line, n))
+		if (fm_codec_blank(line, n))
 			continue;
 		if (out->n == max_msgs) {
 			xasprintf(cause,
@@ -940,7 +940,7 @@ fm_codec_parse_topic_put(const char *data, size_t len, uint32_t *queues,
 
 	*queues = 0;
 	*perm = 0;
-	if (blank(data, len))
+	if (fm_codec_blank(data, len))
 		return 0;
 	doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (doc == NULL) {

@@ -90,6 +90,9 @@ void fm_codec_error_receipt(struct fm_buf *out, const char *code,
 
 /* ---- request bodies ---- */
 
+/* 1 when s holds nothing but spaces, tabs and line ends (an empty body). */
+int fm_codec_blank(const char *s, size_t n);
+
 /* Split s in place at commas into keys, trimming spaces and dropping
  * empty pieces. Returns a new array (free()) of pointers into s. */
 const char **fm_codec_split_keys(char *s, size_t *n);

@@ -1,9 +1,10 @@
 /*
  * codec_groups.c - the consumer group bodies (see codec_groups.h).
  *
- * Owns parsing of ack, nack and reset bodies with jansson (duplicate keys
- * refused, unknown members refused so that typos are not ignored), and
- * the message-with-receipt writer. Does not own what the values mean.
+ * Owns parsing of ack, nack, reset and group settings bodies with jansson
+ * (duplicate keys refused, unknown members refused so that typos are not
+ * ignored), and the message-with-receipt writer. Does not own what the
+ * values mean.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -179,6 +180,33 @@ fm_codec_parse_reset(const char *data, size_t len, enum fm_reset *how,
 	}
 	*how = FM_RESET_TIMESTAMP;
 	*ts_ms = (int64_t)json_integer_value(ts);
+	rc = 0;
+done:
+	json_decref(doc);
+	return rc;
+}
+
+int
+fm_codec_parse_group_put(const char *data, size_t len, int *fifo, char **cause)
+{
+	static const char *const names[] = {"fifo", NULL};
+	json_t *doc, *v;
+	int rc = -FM_E_INVALID;
+
+	*fifo = -1;
+	if (fm_codec_blank(data, len))
+		return 0;
+	if ((doc = load(data, len, cause)) == NULL)
+		return -FM_E_INVALID;
+	if (only_members(doc, names, cause) < 0)
+		goto done;
+	v = json_object_get(doc, "fifo");
+	if (v != NULL && !json_is_boolean(v)) {
+		fail(cause, "fifo must be true or false");
+		goto done;
+	}
+	if (v != NULL)
+		*fifo = json_is_true(v);
 	rc = 0;
 done:
 	json_decref(doc);

@@ -1,6 +1,7 @@
 /*
  * codec_groups.h - the consumer group part of the JSON codec: request
- * bodies of ack, nack and reset, and a message with its receipt handle.
+ * bodies of ack, nack, reset and group settings, and a message with its
+ * receipt handle.
  *
  * Part of the codec module (codec.h): like codec.c it is a file that may
  * include jansson; handlers never parse JSON themselves.
@@ -32,6 +33,12 @@ void fm_codec_settle_free(struct fm_settle_body *b);
  * {"timestamp": epoch ms}, exactly one. -FM_E_INVALID with *cause. */
 int fm_codec_parse_reset(const char *data, size_t len, enum fm_reset *how,
     int64_t *ts_ms, char **cause);
+
+/* Parse the body of PUT /v1/groups/{group}: {"fifo": true | false}. An
+ * empty body is {}. *fifo is 0 or 1, or -1 when absent. -FM_E_INVALID
+ * with *cause (new). */
+int fm_codec_parse_group_put(
+    const char *data, size_t len, int *fifo, char **cause);
 
 /* fm_codec_message plus "receiptHandle": receipt. */
 void fm_codec_message_receipt(struct fm_json *j, const char *key,

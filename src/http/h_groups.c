@@ -1,6 +1,6 @@
 /*
  * h_groups.c - the consumer group routes: receive (long-poll), ack, nack,
- * group state, reset, and the list of groups.
+ * group state, reset, the list of groups, and a group's settings.
  *
  * Owns nothing across requests. Validates the query and body, calls the
  * broker (groups.c holds the rules) and answers. Receive, ack, nack and
@@ -12,9 +12,9 @@
  * answer with the error. A handler woken by that completion
  * (r->completed) only answers.
  *
- * Receive with ?fifo=true gives RocketMQ 5 FIFO group semantics (see
- * fm_recv_opts in broker.h): a choice per request, not stored, so every
- * receiver of a FIFO group passes it.
+ * A group made FIFO by PUT /v1/groups/{group} {"fifo": true} has RocketMQ 5
+ * FIFO semantics on every receive (see fm_recv_opts in broker.h);
+ * ?fifo=true asks for them in one receive of a group that is not.
  *
  * Ack and nack answer 200 whenever the body is well formed, with one
  * result per handle in order: {"receiptHandle", "ok": true} or
@@ -263,7 +263,7 @@ fm_h_group_nack(struct fm_req *r)
 }
 
 static void
-reply_state(struct fm_req *r, const char *topic, const char *group,
+reply_state(struct fm_req *r, const char *topic, const char *group, int fifo,
     const struct fm_group_queue *v, size_t n)
 {
 	uint64_t lag = 0, in_flight = 0;
@@ -273,6 +273,7 @@ reply_state(struct fm_req *r, const char *topic, const char *group,
 	fm_json_obj(&j, NULL);
 	fm_json_str(&j, "topic", topic);
 	fm_json_str(&j, "group", group);
+	fm_json_bool(&j, "fifo", fifo);
 	fm_json_arr(&j, "queues");
 	for (size_t i = 0; i < n; i++) {
 		uint64_t ql = v[i].max_offset > v[i].consumed
@@ -300,16 +301,21 @@ static int
 answer_state(struct fm_req *r, const char *topic)
 {
 	struct fm_group_queue *v = NULL;
+	struct fm_group_info gi;
 	char *cause = NULL;
 	size_t n = 0;
 	int err;
 
 	err = fm_broker_group_state(
 	    r->h->b, topic, group_param(r), &v, &n, &cause);
-	if (err != 0)
+	if (err != 0) {
 		fm_reply_err(r, err, cause, FM_HC_NOT_FOUND);
-	else
-		reply_state(r, topic, group_param(r), v, n);
+	} else {
+		/* it has state, so it has info (fifo 0 when never put) */
+		fm_broker_group_info(r->h->b, group_param(r), &gi, NULL);
+		reply_state(r, topic, group_param(r), gi.conf.fifo, v, n);
+		fm_group_info_free(&gi);
+	}
 	free(v);
 	return FM_H_DONE;
 }
@@ -377,10 +383,69 @@ fm_h_group_list(struct fm_req *r)
 		fm_json_obj(&j, NULL);
 		fm_json_str(&j, "group", v[i].group);
 		fm_json_str(&j, "topic", v[i].topic);
+		fm_json_bool(&j, "fifo", v[i].fifo);
 		fm_json_obj_end(&j);
 	}
 	fm_json_arr_end(&j);
 	fm_json_obj_end(&j);
 	free(v);
 	return FM_H_DONE;
+}
+
+static void
+reply_group(struct fm_req *r, const struct fm_group_info *gi)
+{
+	struct fm_json j;
+
+	fm_reply_json(r, MHD_HTTP_OK, &j);
+	fm_json_obj(&j, NULL);
+	fm_json_str(&j, "group", gi->conf.name);
+	fm_json_bool(&j, "fifo", gi->conf.fifo);
+	if (gi->conf.updated_ms != 0)
+		fm_json_i64(&j, "updatedTimestamp", gi->conf.updated_ms);
+	fm_json_arr(&j, "topics");
+	for (size_t i = 0; i < gi->ntopics; i++)
+		fm_json_str(&j, NULL, gi->topics[i]);
+	fm_json_arr_end(&j);
+	fm_json_obj_end(&j);
+}
+
+/* Answer the group's settings, or the broker's error of a call. */
+static int
+answer_group(struct fm_req *r, int err, char *cause, struct fm_group_info *gi)
+{
+	if (err != 0)
+		fm_reply_err(r, err, cause, FM_HC_NOT_FOUND);
+	else
+		reply_group(r, gi);
+	fm_group_info_free(gi);
+	return FM_H_DONE;
+}
+
+int
+fm_h_group_put(struct fm_req *r)
+{
+	struct fm_group_info gi;
+	char *cause = NULL;
+	int fifo, err;
+
+	err = fm_codec_parse_group_put(r->body.data != NULL ? r->body.data : "",
+	    r->body.len, &fifo, &cause);
+	if (err != 0) {
+		fm_reply_error(r, FM_HC_BAD_REQUEST, "%s", cause);
+		free(cause);
+		return FM_H_DONE;
+	}
+	err = fm_broker_group_put(r->h->b, group_param(r), fifo, &gi, &cause);
+	return answer_group(r, err, cause, &gi);
+}
+
+int
+fm_h_group_info(struct fm_req *r)
+{
+	struct fm_group_info gi;
+	char *cause = NULL;
+	int err = fm_broker_group_info(r->h->b, group_param(r), &gi, &cause);
+
+	return answer_group(r, err, cause, &gi);
 }

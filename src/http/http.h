@@ -136,6 +136,8 @@ int fm_h_group_ack(struct fm_req *r);
 int fm_h_group_nack(struct fm_req *r);
 int fm_h_group_get(struct fm_req *r);
 int fm_h_group_reset(struct fm_req *r);
+int fm_h_group_put(struct fm_req *r);
+int fm_h_group_info(struct fm_req *r);
 /* GET /v1/topics/{topic}/events: answers an error, or queues a streaming
  * text/event-stream response itself and returns FM_H_PARKED so that
  * server.c queues nothing more. */

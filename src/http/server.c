@@ -115,6 +115,8 @@ static const struct fm_route routes[] = {
     {"GET", "/v1/topics", fm_h_topic_list},
     {"GET", "/v1/messages/{msgId}", fm_h_get_message},
     {"GET", "/v1/groups", fm_h_group_list},
+    {"PUT", "/v1/groups/{group}", fm_h_group_put},
+    {"GET", "/v1/groups/{group}", fm_h_group_info},
     {"GET", "/v1/broker", fm_h_broker},
     {"GET", "/healthz", fm_h_healthz},
     {"GET", "/metrics", fm_h_metrics},

@@ -9,7 +9,10 @@ handles; tag filters; reset to earliest, latest and a timestamp; a
 long-poll woken by a publish; kill -9 with messages in flight redelivers
 them and skips nothing; FIFO (?fifo=true) keeps per-key order under
 concurrent publishing, two receivers and nacks; the group list and
-state.
+state. A group made FIFO with PUT /v1/groups/{group} is FIFO on receives
+that do not ask for it, through a nack and a restart, and shows it in
+GET /v1/groups, the group's state and GET /v1/groups/{group}; bad
+settings requests get the contract's error form.
 
 Owns only these checks; the harness is fmtest. One daemon, each case on
 its own topic. Short invisible times (tenths of a second) keep it fast.
@@ -25,6 +28,7 @@ from fmtest import path
 QUEUES = 4
 node = fmtest.Daemon("groups", {"maxReconsumeTimes": 2,
                                 "defaultTopicQueueNums": QUEUES})
+JSON = {"Content-Type": "application/json"}
 
 
 def gpath(topic, group, *rest, **query):
@@ -492,6 +496,125 @@ def test_fifo_wakes_on_ack(t):
          "(%.3f s)" % (out.get("end", 99) - acked))
 
 
+def group_url(group):
+    return path("v1", "groups", group)
+
+
+def put_group(group, body):
+    return node.req("PUT", group_url(group), body, JSON)
+
+
+def test_fifo_group(t):
+    """A group made FIFO by PUT: receives without ?fifo hand out one
+    message per queue at a time, a nacked message keeps its place, and
+    the setting survives a restart."""
+    node.req("PUT", path("v1", "topics", "fg"), b'{"queues": 2}')
+    r = put_group("fifo-g", b'{"fifo": true}')
+    t.ok(r.status == 200 and r.json.get("group") == "fifo-g" and
+         r.json.get("fifo") is True and r.json.get("topics") == [] and
+         isinstance(r.json.get("updatedTimestamp"), int),
+         "PUT /v1/groups/fifo-g {fifo: true}: 200 with the settings", r)
+    t.eq(put_group("fifo-g", b'{"fifo": true}').json.get("fifo"), True,
+         "PUT again is idempotent")
+    queues = {}  # queueId -> bodies in publish order
+    for i in range(3):
+        for k in ("a", "b", "c", "d"):
+            r = node.publish("fg", ("%s%d" % (k, i)).encode(),
+                             shardingKey=k)
+            queues.setdefault(r.json["queueId"], []).append("%s%d" % (k, i))
+    nq = len(queues)
+    heads = sorted(q[0] for q in queues.values())
+    got = receive("fg", "fifo-g", max=32, invisible=30)
+    t.eq(sorted(m["body"] for m in got), heads,
+         "a receive without ?fifo gets only the oldest message of each of "
+         "the %d queues" % nq)
+    t.eq(receive("fg", "fifo-g", max=32, invisible=30), [],
+         "nothing more while each queue has one message out")
+    t.eq(len(drain("fg", "plain-g", 12, deadline_s=3)), 12,
+         "a group not made FIFO gets all 12 at once")
+    first = got[0]
+    rest = got[1:]
+    r = settle("fg", "fifo-g", [first["receiptHandle"]], "nack", delay=0.3)
+    t.eq([x["ok"] for x in r.json["results"]], [True], "one of them nacked")
+    t.eq(receive("fg", "fifo-g", max=32), [],
+         "the message behind the nacked one does not overtake it")
+    again = receive("fg", "fifo-g", max=32, wait=5, invisible=30)
+    t.eq([(m["body"], m["reconsumeTimes"]) for m in again],
+         [(first["body"], 1)],
+         "after its delay the nacked message itself comes back, first")
+    ack_all("fg", "fifo-g", again + rest)
+    second = receive("fg", "fifo-g", max=32, invisible=30)
+    t.eq(sorted(m["body"] for m in second),
+         sorted(q[1] for q in queues.values()),
+         "once acked, the next message of each queue, one per queue")
+    node.restart()
+    r = node.get(group_url("fifo-g"))
+    t.ok(r.status == 200 and r.json.get("fifo") is True and
+         r.json.get("topics") == ["fg"],
+         "after a restart GET /v1/groups/fifo-g: still fifo, on topic fg", r)
+    t.eq(receive("fg", "fifo-g", max=32), [],
+         "after the restart the messages still out hold their queues")
+    t.eq(ack_all("fg", "fifo-g", second), [True] * nq,
+         "their handles ack after the restart")
+    t.eq(sorted(m["body"] for m in receive("fg", "fifo-g", max=32,
+                                            invisible=30)),
+         sorted(q[2] for q in queues.values()),
+         "then the last message of each queue")
+    pairs = {(g["topic"], g["group"]): g.get("fifo")
+             for g in node.get("/v1/groups").json["groups"]}
+    t.eq((pairs.get(("fg", "fifo-g")), pairs.get(("fg", "plain-g"))),
+         (True, False), "GET /v1/groups shows fifo per entry")
+    t.eq((state("fg", "fifo-g").get("fifo"), state("fg", "plain-g")
+          .get("fifo")), (True, False), "and so does the group state")
+    r = put_group("fifo-g", b'{"fifo": false}')
+    t.ok(r.status == 200 and r.json.get("fifo") is False,
+         "PUT {fifo: false} turns it off", r)
+    node.publish("fg", b"x0", shardingKey="a")
+    node.publish("fg", b"x1", shardingKey="a")
+    left = [b for q in queues.values() for b in q[3:]] + ["x0", "x1"]
+    t.eq(sorted(m["body"] for m in receive("fg", "fifo-g", max=32)),
+         sorted(left), "and a receive gets every message left at once")
+
+
+def test_group_settings_errors(t):
+    for body, desc in ((b"{not json", "bad JSON"),
+                       (b"[true]", "not an object"),
+                       (b'{"fifo": "yes"}', "fifo not a boolean"),
+                       (b'{"fifo": 1}', "fifo a number"),
+                       (b'{"fifo": true, "retries": 3}', "unknown member"),
+                       (b'{"fifo": true, "fifo": false}', "duplicate key")):
+        t.is_error(put_group("sg", body), 400, "PUT with %s: 400" % desc,
+                   "BAD_REQUEST")
+    for group, desc in (("bad group", "a space"), ("a.b", "a dot"),
+                        ("g" * 123, "123 characters"),
+                        ("%DLQ%sg", "the DLQ prefix"),
+                        ("%RETRY%sg", "the retry prefix")):
+        r = put_group(group, b'{"fifo": true}')
+        t.is_error(r, 400, "PUT of a group name with %s: 400" % desc,
+                   "INVALID_ARGUMENT")
+        t.is_error(node.get(group_url(group)), 400,
+                   "GET of a group name with %s: 400" % desc,
+                   "INVALID_ARGUMENT")
+    r = node.get(group_url("%DLQ%sg"))
+    t.ok("reserved" in r.json["error"]["message"],
+         "the DLQ prefix is called reserved", r)
+    t.is_error(node.get(group_url("sg")), 404,
+               "no refused PUT made the group: 404", "NOT_FOUND")
+    t.is_error(node.get(group_url("never-seen")), 404,
+               "GET of a group neither configured nor used: 404",
+               "NOT_FOUND")
+    r = node.get(group_url("g2"))
+    t.ok(r.status == 200 and r.json.get("fifo") is False and
+         "cg" in r.json.get("topics", []) and
+         "updatedTimestamp" not in r.json,
+         "GET of a group only used: 200, fifo false, its topics", r)
+    r = put_group("sg", b"")
+    t.ok(r.status == 200 and r.json.get("fifo") is False,
+         "PUT with an empty body: 200, fifo false", r)
+    r = node.req("DELETE", group_url("sg"))
+    t.is_error(r, 405, "DELETE /v1/groups/sg: 405", "METHOD_NOT_ALLOWED")
+
+
 def test_kill_during_acks(t):
     """kill -9 while a consumer receives and acks as fast as it can: no
     message is lost, and none whose ack was answered comes back."""
@@ -562,6 +685,7 @@ if __name__ == "__main__":
     fmtest.main([test_competing_receivers, test_invisibility_expiry,
                  test_nack_delay, test_dlq, test_bad_handles, test_tags,
                  test_reset, test_long_poll, test_group_list,
-                 test_fifo, test_fifo_wakes_on_ack, test_restart_in_flight,
+                 test_fifo, test_fifo_wakes_on_ack, test_fifo_group,
+                 test_group_settings_errors, test_restart_in_flight,
                  test_kill_during_acks],
                 timeout=80, start=[node])

@@ -5,8 +5,13 @@
  * watch (no sleeping), nack to the DLQ after maxReconsumeTimes, tag
  * filters, reset, group state and list, FIFO receives, offsets and
  * receipts that survive closing and reopening the broker, and the store's
- * group rows written by many threads at once (group commit), and the
- * store's group settings, which round trip and survive a reopen.
+ * group rows written by many threads at once (group commit).
+ *
+ * Group settings: the store's rows round trip and survive a reopen; a
+ * group made FIFO by fm_broker_group_put hands out one message per queue
+ * at a time without asking in the receive, also after the broker is
+ * reopened; turning FIFO off wakes a receiver the setting held back;
+ * names are checked and reserved ones refused.
  *
  * The async forms and state.db's committer: calls queued while the
  * committer is busy share one transaction (one sync) and complete in
@@ -930,6 +935,116 @@ test_store_group_conf(void **state)
 	fm_store_close(os.st);
 }
 
+/* One receive that must not ask for FIFO: n messages, bodies in order. */
+static void
+recv_bodies(struct fx *f, const char *topic, const char *group,
+    const char *want, struct fm_recv_result *r)
+{
+	char body[16];
+	size_t len = strlen(want);
+
+	fm_recv_result_free(r);
+	recv_n(f, topic, group, 10, 60000, NULL, r);
+	assert_int_equal(r->msgs.n, len);
+	for (size_t i = 0; i < len; i++) {
+		body_of(&r->msgs.items[i], body, sizeof(body));
+		assert_int_equal(body[0], want[i]);
+	}
+}
+
+static void
+test_group_put_fifo(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT, z = FM_RECV_RESULT_INIT;
+	struct fm_group_info gi;
+	struct fm_group_name *names = NULL;
+	struct fx_wake w;
+	size_t n = 0;
+
+	assert_int_equal(fm_broker_group_put(f->b, "g", 1, &gi, NULL), 0);
+	assert_string_equal(gi.conf.name, "g");
+	assert_int_equal(gi.conf.fifo, 1);
+	assert_true(gi.conf.updated_ms > 0);
+	assert_int_equal(gi.ntopics, 0);
+	fm_group_info_free(&gi);
+	assert_int_equal(fm_broker_topic_put(f->b, "ff", 1, 6, NULL, NULL), 0);
+	publish(f, "ff", "0", NULL);
+	publish(f, "ff", "1", NULL);
+	publish(f, "ff", "2", NULL);
+	/* FIFO without asking: one message of the queue at a time */
+	recv_bodies(f, "ff", "g", "0", &r);
+	recv_bodies(f, "ff", "g", "", &z);
+	assert_int_equal(fm_broker_group_list(f->b, &names, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(names[0].fifo, 1);
+	free(names);
+	/* the setting survives a reopen; the message is still out */
+	fm_broker_close(f->b);
+	fx_open(f);
+	assert_int_equal(fm_broker_group_info(f->b, "g", &gi, NULL), 0);
+	assert_int_equal(gi.conf.fifo, 1);
+	assert_int_equal(gi.ntopics, 1);
+	assert_string_equal(gi.topics[0], "ff");
+	fm_group_info_free(&gi);
+	recv_bodies(f, "ff", "g", "", &z);
+	assert_int_equal(settle1(f, "ff", "g", 0, -1, r.receipts[0]), 0);
+	recv_bodies(f, "ff", "g", "1", &r);
+	recv_bodies(f, "ff", "g", "", &z);
+	/* a receiver held back by the setting: a put that keeps it (-1)
+	 * does not wake it, turning it off does */
+	fx_wake_init(&w);
+	fm_broker_watch(f->b, z.watch_topic, 0, z.watch_offset,
+	    fm_mono_ms() + 3000, fx_wake_cb, &w);
+	assert_int_equal(fm_broker_group_put(f->b, "g", -1, &gi, NULL), 0);
+	assert_int_equal(gi.conf.fifo, 1);
+	fm_group_info_free(&gi);
+	assert_int_equal(fx_wake_wait(&w, 100), -1);
+	assert_int_equal(fm_broker_group_put(f->b, "g", 0, &gi, NULL), 0);
+	assert_int_equal(fx_wake_wait(&w, 3000), FM_WAKE_DATA);
+	fx_wake_destroy(&w);
+	assert_int_equal(gi.conf.fifo, 0);
+	fm_group_info_free(&gi);
+	recv_bodies(f, "ff", "g", "2", &z);
+	fm_recv_result_free(&r);
+	fm_recv_result_free(&z);
+}
+
+static void
+test_group_names(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {1, 1000, NULL, 0};
+	struct fm_group_info gi;
+	char *cause = NULL;
+
+	assert_int_equal(
+	    fm_broker_group_info(f->b, "g", &gi, &cause), -FM_E_NOT_FOUND);
+	assert_non_null(strstr(cause, "'g'"));
+	free(cause);
+	assert_int_equal(
+	    fm_broker_group_put(f->b, "a b", 1, &gi, &cause), -FM_E_INVALID);
+	free(cause);
+	assert_int_equal(
+	    fm_broker_group_put(f->b, "%DLQ%g", 1, &gi, &cause), -FM_E_INVALID);
+	assert_non_null(strstr(cause, "reserved"));
+	free(cause);
+	publish(f, "t", "x", NULL);
+	assert_int_equal(
+	    fm_broker_group_receive(f->b, "t", "%RETRY%g", &o, &r, &cause),
+	    -FM_E_INVALID);
+	free(cause);
+	/* a group with state but no settings has info, fifo off */
+	recv_n(f, "t", "g", 1, 60000, NULL, &r);
+	assert_int_equal(fm_broker_group_info(f->b, "g", &gi, NULL), 0);
+	assert_int_equal(gi.conf.fifo, 0);
+	assert_int_equal(gi.conf.updated_ms, 0);
+	assert_int_equal(gi.ntopics, 1);
+	fm_group_info_free(&gi);
+	fm_recv_result_free(&r);
+}
+
 int
 main(void)
 {
@@ -961,6 +1076,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_store_group_conf, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_group_put_fifo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_names, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
