@@ -75,6 +75,12 @@ struct fm_pub_result {
  *  - keys: each non-empty; properties: names non-empty [A-Za-z0-9_.-],
  *    values any string; tag + keys + properties of one message, encoded,
  *    at most 32767 bytes (-FM_E_TOO_LARGE);
+ *  - property names the broker sets itself are reserved (-FM_E_INVALID
+ *    naming the property): every name beginning with "__" (internal,
+ *    e.g. the timer's __REAL_TOPIC and __REAL_QID), and ORIGIN_MESSAGE_ID,
+ *    ORIGIN_TOPIC, ORIGIN_QUEUE_ID, ORIGIN_QUEUE_OFFSET, RECONSUME_TIMES
+ *    and TIMER_DELIVER_MS (what delayed deliveries and DLQ copies
+ *    carry), matched case-sensitively like every property name;
  *  - deliver_at: 0, or at most timerMaxDelaySec ahead; a message due
  *    more than 50 ms ahead waits in the timer queue (timer.h) and is
  *    appended to its topic when due: its result's queue_id is the target

@@ -1012,7 +1012,20 @@ dlq_topic(struct fm_broker *b, const char *dlq, char **cause)
 #define DLQ_PROPS 5
 #define DLQ_MAX_FIELDS 1024
 
-/* Append a copy of m to dlq with the ORIGIN_* properties. */
+/* 1 when name is one of the n properties of v. */
+static int
+prop_in(const char *name, const struct fm_prop *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(name, v[i].name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Append a copy of m to dlq with the ORIGIN_* properties and
+ * RECONSUME_TIMES, in place of any it had (a message read from a DLQ, or
+ * delivered by the timer: ORIGIN_MESSAGE_ID). Those names are reserved
+ * to the broker (publish.c), so the copy is a system publish. */
 static int
 dlq_publish(struct fm_broker *b, const char *dlq, const struct fm_message *m,
     uint32_t reconsume, char **cause)
@@ -1037,8 +1050,7 @@ dlq_publish(struct fm_broker *b, const char *dlq, const struct fm_message *m,
 	    qoff, sizeof(qoff), "%llu", (unsigned long long)r->queue_offset);
 	snprintf(times, sizeof(times), "%u", reconsume);
 	for (size_t i = 0; i + 1 < nkv; i += 2)
-		if (strncmp(kv[i], "ORIGIN_", 7) != 0 &&
-		    strcmp(kv[i], "RECONSUME_TIMES") != 0)
+		if (!prop_in(kv[i], origin, DLQ_PROPS))
 			props[pm.nprops++] = (struct fm_prop){kv[i], kv[i + 1]};
 	memcpy(props + pm.nprops, origin, sizeof(origin));
 	pm.nprops += DLQ_PROPS;
@@ -1050,7 +1062,7 @@ dlq_publish(struct fm_broker *b, const char *dlq, const struct fm_message *m,
 	pm.nkeys = split_nul(r->keys, r->keys_len, keys, DLQ_MAX_FIELDS);
 	rc = dlq_topic(b, dlq, cause);
 	if (rc == 0)
-		rc = fm_broker_publish(b, dlq, &pm, 1, &res, cause);
+		rc = fm_publish_system(b, dlq, &pm, 1, &res, cause);
 	free(tag);
 	return rc;
 }

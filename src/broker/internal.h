@@ -78,6 +78,13 @@ void fm_topics_release(struct fm_broker *b);
 /* "rw", "r", "w" or "-" for FM_PERM_* bits. */
 const char *fm_perm_name(uint32_t perm);
 
+/* publish.c */
+/* fm_broker_publish of messages the broker makes itself (DLQ copies):
+ * their properties may use the reserved names (broker.h). */
+int fm_publish_system(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    char **cause);
+
 /* query.c */
 /* Read the record at log_offset into a new last item of l (with its
  * msgId). On error l is unchanged. */

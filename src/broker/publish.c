@@ -18,6 +18,10 @@
  *  1. Nothing is stored, not even an auto-created topic, until every
  *     message of the batch passed validation.
  *  2. deliver_at is at most timerMaxDelaySec ahead of the broker's clock.
+ *  3. Only the broker's own messages (fm_publish_system) carry reserved
+ *     property names (prop_reserved), so a property a consumer sees
+ *     under such a name was set by the broker, and none a producer set
+ *     is dropped or overridden by the timer or the DLQ.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,31 @@
 /* Tag, keys and properties of one message together, as RocketMQ caps its
  * properties string (Short.MAX_VALUE). */
 #define META_MAX 32767u
+
+/* The prefix of the broker's internal property names (FM_TIMER_PROP_*). */
+#define INTERNAL_PREFIX "__"
+
+/* Names the broker gives the properties it adds: timer.c to a delayed
+ * message when delivered, groups.c to a DLQ copy. */
+static const char *const broker_props[] = {"ORIGIN_MESSAGE_ID", "ORIGIN_TOPIC",
+    "ORIGIN_QUEUE_ID", "ORIGIN_QUEUE_OFFSET", "RECONSUME_TIMES",
+    "TIMER_DELIVER_MS"};
+
+/* Why a property name is reserved to the broker, or NULL when it is
+ * not. */
+static const char *
+prop_reserved(const char *name)
+{
+	if (strncmp(name, INTERNAL_PREFIX, sizeof(INTERNAL_PREFIX) - 1) == 0)
+		return "names beginning with \"" INTERNAL_PREFIX "\" are the "
+		       "broker's internal properties";
+	for (size_t i = 0; i < sizeof(broker_props) / sizeof(*broker_props);
+	     i++)
+		if (strcmp(name, broker_props[i]) == 0)
+			return "the broker sets it on delayed deliveries and "
+			       "dead letter copies";
+	return NULL;
+}
 
 static int
 prop_name_ok(const char *s)
@@ -97,13 +126,38 @@ check_when(struct fm_broker *b, const struct fm_pub_msg *m, const char *pre,
 	return 0;
 }
 
+/* The properties of m: names well formed and, unless the broker
+ * publishes (sys), not reserved; values present. */
+static int
+check_props(const struct fm_pub_msg *m, const char *pre, int sys, char **cause)
+{
+	for (size_t p = 0; p < m->nprops; p++) {
+		const char *name = m->props[p].name, *why;
+
+		if (!prop_name_ok(name))
+			return fm_broker_fail(cause, -FM_E_INVALID,
+			    "%sproperty name '%s' is empty or has a character "
+			    "outside [A-Za-z0-9_.-]",
+			    pre, name);
+		if (!sys && (why = prop_reserved(name)) != NULL)
+			return fm_broker_fail(cause, -FM_E_INVALID,
+			    "%sproperty name '%s' is reserved: %s", pre, name,
+			    why);
+		if (m->props[p].value == NULL)
+			return fm_broker_fail(cause, -FM_E_INVALID,
+			    "%sproperty '%s' has no value", pre, name);
+	}
+	return 0;
+}
+
 static int
 check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
-    char **cause)
+    int sys, char **cause)
 {
 	char pre[40];
 	size_t tag_len = m->tag ? strlen(m->tag) : 0;
 	size_t meta;
+	int rc;
 
 	msg_prefix(pre, sizeof(pre), i, n);
 	if (m->body_len > b->cfg->max_message_size)
@@ -121,17 +175,8 @@ check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
 		if (m->keys[k] == NULL || m->keys[k][0] == '\0')
 			return fm_broker_fail(cause, -FM_E_INVALID,
 			    "%skey %zu is empty", pre, k + 1);
-	for (size_t p = 0; p < m->nprops; p++) {
-		if (!prop_name_ok(m->props[p].name))
-			return fm_broker_fail(cause, -FM_E_INVALID,
-			    "%sproperty name '%s' is empty or has a character "
-			    "outside [A-Za-z0-9_.-]",
-			    pre, m->props[p].name);
-		if (m->props[p].value == NULL)
-			return fm_broker_fail(cause, -FM_E_INVALID,
-			    "%sproperty '%s' has no value", pre,
-			    m->props[p].name);
-	}
+	if ((rc = check_props(m, pre, sys, cause)) < 0)
+		return rc;
 	meta = tag_len + keys_len(m) + props_len(m);
 	if (meta > META_MAX)
 		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
@@ -141,8 +186,8 @@ check_msg(struct fm_broker *b, const struct fm_pub_msg *m, size_t i, size_t n,
 }
 
 static int
-check_batch(
-    struct fm_broker *b, const struct fm_pub_msg *msgs, size_t n, char **cause)
+check_batch(struct fm_broker *b, const struct fm_pub_msg *msgs, size_t n,
+    int sys, char **cause)
 {
 	uint64_t total = 0;
 	int rc;
@@ -153,7 +198,7 @@ check_batch(
 		return fm_broker_fail(cause, -FM_E_TOO_LARGE,
 		    "batch of %zu messages (at most %d)", n, FM_BATCH_MAX);
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = check_msg(b, &msgs[i], i, n, cause)) < 0)
+		if ((rc = check_msg(b, &msgs[i], i, n, sys, cause)) < 0)
 			return rc;
 		total += msgs[i].body_len;
 	}
@@ -330,11 +375,12 @@ store_error(struct fm_broker *b, int rc, char **cause)
 	}
 }
 
-/* Both publish calls: done == NULL waits for durability here, otherwise
- * the store reports it through done (fm_store_append_async's returns). */
+/* Every publish call: done == NULL waits for durability here, otherwise
+ * the store reports it through done (fm_store_append_async's returns);
+ * sys: the broker's own messages (invariant 3). */
 static int
 publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
-    size_t n, struct fm_pub_result *out, fm_done_fn done, void *arg,
+    size_t n, struct fm_pub_result *out, fm_done_fn done, void *arg, int sys,
     char **cause)
 {
 	struct fm_record *recs = NULL;
@@ -352,7 +398,7 @@ publish(struct fm_broker *b, const char *topic, const struct fm_pub_msg *msgs,
 		    cause, -FM_E_NOT_WRITABLE, "broker is a slave");
 		goto fail;
 	}
-	if ((rc = check_batch(b, msgs, n, cause)) < 0)
+	if ((rc = check_batch(b, msgs, n, sys, cause)) < 0)
 		goto fail;
 	if ((rc = fm_topics_acquire(b, topic, &t, cause)) < 0)
 		goto fail;
@@ -403,7 +449,7 @@ fm_broker_publish(struct fm_broker *b, const char *topic,
     const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
     char **cause)
 {
-	return publish(b, topic, msgs, n, out, NULL, NULL, cause);
+	return publish(b, topic, msgs, n, out, NULL, NULL, 0, cause);
 }
 
 int
@@ -411,5 +457,13 @@ fm_broker_publish_async(struct fm_broker *b, const char *topic,
     const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
     fm_done_fn done, void *arg, char **cause)
 {
-	return publish(b, topic, msgs, n, out, done, arg, cause);
+	return publish(b, topic, msgs, n, out, done, arg, 0, cause);
+}
+
+int
+fm_publish_system(struct fm_broker *b, const char *topic,
+    const struct fm_pub_msg *msgs, size_t n, struct fm_pub_result *out,
+    char **cause)
+{
+	return publish(b, topic, msgs, n, out, NULL, NULL, 1, cause);
 }

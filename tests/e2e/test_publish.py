@@ -3,7 +3,11 @@
 Checks byte-exact round trips (text, binary, empty, sizes at the limit),
 tag/keys/properties, the 201 shape, per-queue offsets, shardingKey
 affinity, NDJSON batches (all stored in order, or nothing), pull paging,
-long-poll pulls and the meaning of minOffset/maxOffset.
+long-poll pulls and the meaning of minOffset/maxOffset. Property names
+the broker reserves (beginning with "__", and those it sets on delayed
+deliveries and DLQ copies) are refused with 400 naming the property, in
+single, delayed and batch publishes, storing nothing; names merely like
+them are properties as any other.
 
 Owns only these checks; the harness is fmtest. One daemon for the file,
 each case on its own topics so the cases do not see each other's messages.
@@ -419,6 +423,55 @@ def test_long_poll(t):
          "status %d, took %.2f s, %r" % (r.status, took, r))
 
 
+RESERVED = ("__REAL_TOPIC", "__REAL_QID", "__anything", "ORIGIN_MESSAGE_ID",
+            "ORIGIN_TOPIC", "ORIGIN_QUEUE_ID", "ORIGIN_QUEUE_OFFSET",
+            "RECONSUME_TIMES", "TIMER_DELIVER_MS")
+
+
+def refused_reserved(t, r, name, desc):
+    t.is_error(r, 400, "%s -> 400" % desc, "INVALID_ARGUMENT")
+    msg = r.json["error"]["message"] if fmtest.error_shape(r) else ""
+    t.ok("'%s'" % name in msg and "reserved" in msg,
+         "%s: the message names the property and says reserved" % desc,
+         repr(msg))
+
+
+def test_reserved_properties(t):
+    topic = "reserved"
+    before = node.max_offsets(topic, QUEUES)
+    for name in RESERVED:
+        r = node.publish(topic, b"x", headers={"X-Prop-" + name: "v"})
+        refused_reserved(t, r, name, "X-Prop-%s" % name)
+    r = node.publish(topic, b"x", headers={"X-Prop-__REAL_TOPIC": "other"},
+                     delay=5)
+    refused_reserved(t, r, "__REAL_TOPIC", "a delayed publish with "
+                     "X-Prop-__REAL_TOPIC")
+    r = node.req("POST", path("v1", "topics", topic, "messages"),
+                 ndjson([{"body": "a"},
+                         {"body": "b", "properties": {"ok": "1",
+                                                      "__REAL_QID": "3"}}]),
+                 NDJSON)
+    refused_reserved(t, r, "__REAL_QID", "a batch with __REAL_QID on line 2")
+    msg = r.json["error"]["message"] if fmtest.error_shape(r) else ""
+    t.ok(re.search(r"\b2\b", msg), "the batch error names message 2",
+         repr(msg))
+    r = node.req("POST", path("v1", "topics", topic, "messages"),
+                 ndjson([{"body": "a", "delay": 5,
+                          "properties": {"TIMER_DELIVER_MS": "1"}}]),
+                 NDJSON)
+    refused_reserved(t, r, "TIMER_DELIVER_MS", "a delayed batch line with "
+                     "TIMER_DELIVER_MS")
+    t.eq(node.max_offsets(topic, QUEUES), before,
+         "no refused publish stored anything")
+    like = {"_one": "1", "REAL_TOPIC": "2", "ORIGIN_COUNTRY": "3",
+            "origin_topic": "4", "X__y": "5"}
+    r = node.publish(topic, b"like", headers={"X-Prop-" + k: v
+                                              for k, v in like.items()})
+    j = published(t, r, topic, "names only like reserved ones")
+    m = fetch(topic, j["queueId"], j["queueOffset"]) if j else None
+    t.eq(m and m["properties"], like, "are stored as properties, as sent")
+
+
 def test_odd_topic_names(t):
     for topic in ("%RETRY%group-1", "a|b", "_-_", "T" * 127):
         r = node.publish(topic, b"odd " + topic.encode())
@@ -463,5 +516,6 @@ if __name__ == "__main__":
     fmtest.main([test_text_with_tag_keys_props, test_bodies,
                  test_chunked_upload, test_sizes, test_offsets_contiguous,
                  test_sharding_key, test_batch, test_batch_atomic,
-                 test_paging, test_long_poll, test_odd_topic_names,
+                 test_paging, test_long_poll, test_reserved_properties,
+                 test_odd_topic_names,
                  test_sigterm_answers_parked_poll], timeout=85, start=[node])

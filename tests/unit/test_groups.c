@@ -11,7 +11,10 @@
  * group made FIFO by fm_broker_group_put hands out one message per queue
  * at a time without asking in the receive, also after the broker is
  * reopened; turning FIFO off wakes a receiver the setting held back;
- * names are checked and reserved ones refused.
+ * names are checked and reserved ones refused. A producer cannot use the
+ * broker's reserved property names, a DLQ copy (a system publish) sets
+ * them, and one made from a DLQ message replaces them rather than
+ * doubling them, keeping the producer's own.
  *
  * The async forms and state.db's committer: calls queued while the
  * committer is busy share one transaction (one sync) and complete in
@@ -89,6 +92,20 @@ watch_wait(struct fm_broker *b, const char *topic, uint64_t offset, int ms)
 }
 
 /* ---- helpers ---- */
+
+static void
+publish_props(struct fx *f, const char *topic, const char *body,
+    const struct fm_prop *props, size_t nprops)
+{
+	struct fm_pub_msg m = {0};
+	struct fm_pub_result res;
+
+	m.body = body;
+	m.body_len = strlen(body);
+	m.props = props;
+	m.nprops = nprops;
+	assert_int_equal(fm_broker_publish(f->b, topic, &m, 1, &res, NULL), 0);
+}
 
 static void
 publish(struct fx *f, const char *topic, const char *body, const char *tag)
@@ -1045,6 +1062,90 @@ test_group_names(void **state)
 	fm_recv_result_free(&r);
 }
 
+/* Fail the one allowed retry (maxReconsumeTimes 1) of topic's next
+ * message, so that it goes to the group's DLQ, and pull it from there. */
+static void
+kill_one(struct fx *f, const char *topic, const char *group, const char *dlq,
+    struct fm_pull_result *pr)
+{
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+
+	for (int i = 0; i < 2; i++) {
+		recv_n(f, topic, group, 1, 60000, NULL, &r);
+		assert_int_equal(r.msgs.n, 1);
+		assert_int_equal(
+		    settle1(f, topic, group, 1, 0, r.receipts[0]), 0);
+		if (i == 0)
+			wait_group(f, &r);
+		fm_recv_result_free(&r);
+	}
+	assert_int_equal(watch_wait(f->b, dlq, 0, 3000), FM_WAKE_DATA);
+	assert_int_equal(fm_broker_pull(f->b, dlq, 0, 0, 10, pr, NULL), 0);
+	assert_int_equal(pr->msgs.n, 1);
+}
+
+/* How many times the property pair name=value is in r's properties. */
+static int
+prop_count(const struct fm_record *r, const char *name, const char *value)
+{
+	const char *p = r->props, *end = p + r->props_len;
+	int n = 0;
+
+	while (p < end) {
+		const char *v = p + strlen(p) + 1;
+
+		n += strcmp(p, name) == 0 && strcmp(v, value) == 0;
+		p = v + strlen(v) + 1;
+	}
+	return n;
+}
+
+static void
+test_reserved_props(void **state)
+{
+	struct fx *f = *state;
+	struct fm_pull_result pr = {FM_MSG_LIST_INIT, 0, 0, 0};
+	const struct fm_prop mine = {"ORIGIN_COUNTRY", "fr"};
+	const struct fm_prop bad[] = {{"__REAL_TOPIC", "x"}, {"__x", "1"},
+	    {"ORIGIN_TOPIC", "t"}, {"RECONSUME_TIMES", "0"},
+	    {"TIMER_DELIVER_MS", "1"}, {"ORIGIN_MESSAGE_ID", "m"}};
+	struct fm_pub_msg m = {0};
+	struct fm_pub_result res;
+	char *cause = NULL;
+
+	m.body = "x";
+	m.body_len = 1;
+	m.nprops = 1;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		m.props = &bad[i];
+		assert_int_equal(
+		    fm_broker_publish(f->b, "t", &m, 1, &res, &cause),
+		    -FM_E_INVALID);
+		assert_non_null(strstr(cause, bad[i].name));
+		assert_non_null(strstr(cause, "reserved"));
+		free(cause);
+	}
+	/* names are case-sensitive: only the broker's own spelling is */
+	m.props = &(const struct fm_prop){"origin_topic", "t"};
+	assert_int_equal(fm_broker_publish(f->b, "t", &m, 1, &res, NULL), 0);
+	publish_props(f, "d", "poison", &mine, 1);
+	kill_one(f, "d", "g", "%DLQ%g", &pr);
+	assert_int_equal(
+	    prop_count(&pr.msgs.items[0].rec, "ORIGIN_TOPIC", "d"), 1);
+	assert_int_equal(
+	    prop_count(&pr.msgs.items[0].rec, "ORIGIN_COUNTRY", "fr"), 1);
+	fm_msg_list_free(&pr.msgs);
+	/* a dead letter of a dead letter: the broker's properties replaced */
+	kill_one(f, "%DLQ%g", "g2", "%DLQ%g2", &pr);
+	assert_int_equal(
+	    prop_count(&pr.msgs.items[0].rec, "ORIGIN_TOPIC", "%DLQ%g"), 1);
+	assert_int_equal(
+	    prop_count(&pr.msgs.items[0].rec, "ORIGIN_TOPIC", "d"), 0);
+	assert_int_equal(
+	    prop_count(&pr.msgs.items[0].rec, "ORIGIN_COUNTRY", "fr"), 1);
+	fm_msg_list_free(&pr.msgs);
+}
+
 int
 main(void)
 {
@@ -1079,6 +1180,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_group_put_fifo, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_reserved_props, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
