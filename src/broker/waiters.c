@@ -495,7 +495,8 @@ fm_waiters_notify(struct fm_waiters *ws, const char *topic, uint32_t queue_id,
 	for (struct waiter *w = tl ? tl->head : NULL, *next; w; w = next) {
 		/* detach() may free tl once its last watch leaves. */
 		next = w->t_next;
-		if (w->queue_id != FM_ANY_QUEUE && w->queue_id != queue_id)
+		if (queue_id != FM_ANY_QUEUE && w->queue_id != FM_ANY_QUEUE &&
+		    w->queue_id != queue_id)
 			continue;
 		if (max_offset <= w->offset)
 			continue;

@@ -51,8 +51,10 @@ int fm_waiters_fire(struct fm_waiters *ws, uint64_t id, enum fm_wake why);
  * parked (its callback has run or is running). */
 int fm_waiters_cancel(struct fm_waiters *ws, uint64_t id);
 /* Queue queue_id of topic is readable up to max_offset: fire (FM_WAKE_DATA,
- * on this thread) every matching watch. Must not block: takes the lock
- * only to detach, fires outside it. */
+ * on this thread) every matching watch. queue_id FM_ANY_QUEUE with
+ * max_offset UINT64_MAX fires every watch of the topic (it was deleted:
+ * its readers must look). Must not block: takes the lock only to detach,
+ * fires outside it. */
 void fm_waiters_notify(struct fm_waiters *ws, const char *topic,
     uint32_t queue_id, uint64_t max_offset);
 /* Watches parked right now. */

@@ -2,8 +2,9 @@
 answers, every frame a message with a cursor, resume by cursor with
 nothing lost or repeated, a client that stops reading cut off (4008)
 while another keeps receiving, malformed/unmasked/oversized frames and
-invalid UTF-8 closed with the right code, and a clean stop and restart
-with sessions open.
+invalid UTF-8 closed with the right code, a topic deleted under caught-up
+WebSocket and EventSource subscribers ends both at once (4004, an error
+event), and a clean stop and restart with sessions open.
 
 Owns only these checks; the harness is fmtest, the client wsclient.
 """
@@ -219,6 +220,35 @@ def test_frames(t):
     t.eq(node.get("/healthz").status, 200, "healthy after bad frames")
 
 
+def test_topic_deleted(t):
+    """Caught-up subscribers sleep on watches (a WebSocket in its topic's
+    hub); deleting the topic must wake them, not leave them until their
+    idle deadline (an hour)."""
+    pub("gone", "a")
+    w1, w2 = ws("gone"), ws("gone")
+    s = wsclient.SSE(node.port, path("v1", "topics", "gone", "events"))
+    mid = pub("gone", "b")
+    t.eq([json.loads(w.recv())["msgId"] for w in (w1, w2)], [mid, mid],
+         "two caught-up WebSockets got the message")
+    t.eq(json.loads(s.next_event()["data"])["msgId"], mid,
+         "the EventSource too")
+    t0 = time.monotonic()
+    r = node.req("DELETE", path("v1", "topics", "gone"))
+    t.eq(r.status, 204, "DELETE the topic: 204")
+    for i, w in enumerate((w1, w2)):
+        code, reason = w.wait_close()
+        t.ok(code == 4004, "WebSocket %d closed with 4004" % (i + 1),
+             (code, reason))
+        w.sock.close()
+    ev = s.next_event()
+    t.ok(ev.get("event") == "error" and
+         json.loads(ev["data"])["error"]["code"] == "TOPIC_NOT_FOUND",
+         "the EventSource ends with an error event TOPIC_NOT_FOUND", ev)
+    s.close()
+    t.ok(time.monotonic() - t0 < 3.0, "all within 3 s of the delete",
+         time.monotonic() - t0)
+
+
 def test_restart(t):
     pub("rs", "a")
     w = ws("rs")
@@ -244,5 +274,6 @@ def test_restart(t):
 
 if __name__ == "__main__":
     fmtest.main([test_handshake, test_latest_and_fanout, test_resume,
-                 test_slow_consumer, test_frames, test_restart],
+                 test_slow_consumer, test_frames, test_topic_deleted,
+                 test_restart],
                 timeout=85, start=[node])
