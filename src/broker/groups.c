@@ -81,9 +81,9 @@
 
 #define GROUP_MAX_LEN (FM_REC_MAX_TOPIC - (sizeof(DLQ_PREFIX) - 1))
 #define DLQ_PREFIX "%DLQ%"
-#define RETRY_PREFIX \
-	"%RETRY%" /* RocketMQ's retry topics: not ours, but
-                                  reserved like its DLQ_PREFIX */
+/* RocketMQ's name of a group's retry topic is RETRY_PREFIX{group}:
+ * reserved like DLQ_PREFIX, though ferrymq has no retry topics. */
+#define RETRY_PREFIX "%RETRY%"
 #define READ_CHUNK 64 /* consume queue entries read at a time */
 #define MAX_TAGS 32 /* tags in one filter expression */
 #define RECEIPT_BYTES 32
@@ -1564,7 +1564,7 @@ fm_broker_group_put(struct fm_broker *b, const char *group, int fifo,
 	struct fm_groups *gs = b->groups;
 	struct fm_group_conf gc = {0};
 	struct gconf *c;
-	int rc, changed;
+	int rc, was;
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = check_group(group, cause)) < 0)
@@ -1576,9 +1576,9 @@ fm_broker_group_put(struct fm_broker *b, const char *group, int fifo,
 		gc = c->c;
 	pthread_mutex_unlock(&gs->lock);
 	snprintf(gc.name, sizeof(gc.name), "%s", group);
-	changed = fifo >= 0 && fifo != gc.fifo;
+	was = gc.fifo;
 	if (fifo >= 0)
-		gc.fifo = fifo;
+		gc.fifo = fifo != 0;
 	gc.updated_ms = fm_now_ms();
 	if ((rc = fm_store_group_conf_put(b->st, &gc)) < 0) {
 		pthread_mutex_unlock(&gs->conf_lock);
@@ -1594,7 +1594,7 @@ fm_broker_group_put(struct fm_broker *b, const char *group, int fifo,
 	pthread_mutex_unlock(&gs->lock);
 	pthread_mutex_unlock(&gs->conf_lock);
 	/* FIFO off may free messages that receivers wait for */
-	if (changed)
+	if (gc.fifo != was)
 		wake_groups(gs, 1, group);
 	return 0;
 }
