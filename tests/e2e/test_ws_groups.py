@@ -3,7 +3,9 @@
 one group share the messages (none to both), acks and nacks as frames
 (errors answered as frames), a nack comes back with reconsumeTimes + 1,
 ack=auto acknowledges what was written, every group sees every message,
-and bad options are HTTP errors before the upgrade.
+a FIFO group's stream holds the next message of a queue back until the
+one before it is acked (and a nacked one comes back before it), and bad
+options are HTTP errors before the upgrade.
 
 Owns only these checks; the harness is fmtest, the client wsclient.
 """
@@ -135,6 +137,36 @@ def test_auto_ack(t):
     t.eq(node.get("/healthz").status, 200, "healthy")
 
 
+def test_fifo_group(t):
+    """The group is FIFO by its setting (PUT /v1/groups/{group}), not by
+    anything in the stream's URL; one sharding key, so one queue."""
+    r = node.req("PUT", path("v1", "groups", "fifo-ws"),
+                 json.dumps({"fifo": True}).encode())
+    t.eq(r.status, 200, "PUT /v1/groups/fifo-ws {fifo: true}")
+    for i in range(4):
+        pub("fq", "f%d" % i, shardingKey="order-1")
+    w = gws("fq", "fifo-ws", ack="client")
+    got = drain(w, 1.0)
+    t.eq([m["body"] for m in got], ["f0"],
+         "only the oldest message of the key is handed out")
+    w.send_text(json.dumps({"nack": got[0]["receiptHandle"], "delay": 0}))
+    again = drain(w, 2.0)
+    t.eq([(m["body"], m["reconsumeTimes"]) for m in again], [("f0", 1)],
+         "a nacked one comes back first, with reconsumeTimes 1")
+    bodies = []
+    m = again[0] if again else None
+    while m is not None and len(bodies) < 4:
+        bodies.append(m["body"])
+        w.send_text(json.dumps({"ack": m["receiptHandle"]}))
+        nxt = drain(w, 1.0)
+        t.ok(len(nxt) <= 1, "one message at a time", nxt)
+        m = nxt[0] if nxt else None
+    t.eq(bodies, ["f0", "f1", "f2", "f3"],
+         "each next one only once the one before it was acked, in order")
+    w.close()
+
+
 if __name__ == "__main__":
-    fmtest.main([test_options, test_client_acks, test_auto_ack],
+    fmtest.main([test_options, test_client_acks, test_auto_ack,
+                 test_fifo_group],
                 timeout=85, start=[node])
