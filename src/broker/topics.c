@@ -304,9 +304,12 @@ fm_broker_topic_delete(struct fm_broker *b, const char *name, char **cause)
 	cache_del(b, name);
 out:
 	pthread_rwlock_unlock(&b->topics_lock);
-	/* streams and long polls parked on it learn it is gone now */
-	if (rc == 0)
+	/* streams, long polls and group receivers parked on it learn it is
+	 * gone now */
+	if (rc == 0) {
 		fm_waiters_notify(b->ws, name, FM_ANY_QUEUE, UINT64_MAX);
+		fm_groups_notify(b->groups, name, FM_ANY_QUEUE, UINT64_MAX);
+	}
 	return rc;
 }
 

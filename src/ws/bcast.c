@@ -52,6 +52,7 @@ struct fm_bcast {
 	uint32_t nq; /* queues of the topic when opened */
 	uint64_t *next; /* owned: next offset to read, per queue */
 	uint32_t rr; /* queue the next read starts with */
+	uint32_t turn_used; /* events of queue rr's turn already read */
 	struct fm_bcast_arm *arm; /* owned reference, NULL when disarmed */
 	struct fm_buf ev; /* scratch: the event being built */
 	struct fm_buf cur; /* scratch: its cursor */
@@ -278,6 +279,7 @@ fm_bcast_clone(const struct fm_bcast *bc)
 	c->nq = bc->nq;
 	c->next = xmemdup(bc->next, bc->nq * sizeof(*bc->next));
 	c->rr = bc->rr;
+	c->turn_used = bc->turn_used;
 	c->incarnation = bc->incarnation;
 	c->cache = bc->cache;
 	return c;
@@ -302,6 +304,7 @@ fm_bcast_seek_like(struct fm_bcast *dst, const struct fm_bcast *src)
 {
 	memcpy(dst->next, src->next, dst->nq * sizeof(*dst->next));
 	dst->rr = src->rr;
+	dst->turn_used = src->turn_used;
 }
 
 /* ---- the event cache ---- */
@@ -425,14 +428,14 @@ emit_message(struct fm_bcast *bc, const struct fm_message *m,
  * cached offset exists: it was read from the store). Returns how many
  * events were emitted. */
 static int
-read_cached(struct fm_bcast *bc, uint32_t q, size_t *bytes,
-    fm_bcast_emit_fn emit, void *arg)
+read_cached(struct fm_bcast *bc, uint32_t q, int turn, size_t *bytes,
+    size_t max_bytes, fm_bcast_emit_fn emit, void *arg)
 {
 	const struct fm_buf *hit;
 	struct fm_json j;
 	int n = 0;
 
-	while (n < FM_BCAST_BATCH &&
+	while (n < turn && *bytes < max_bytes &&
 	    (hit = cache_get(bc, q, bc->next[q])) != NULL) {
 		fm_buf_reset(&bc->ev);
 		fm_buf_add(&bc->ev, hit->data, hit->len);
@@ -455,10 +458,13 @@ retained(const struct fm_bcast *bc, uint32_t q)
 	return bc->next[q] >= min;
 }
 
-/* One turn on queue q: returns the bytes emitted (0: nothing new). */
+/* The rest of queue q's turn, at most turn events: returns the events
+ * emitted (0: nothing new), and sets *cut when it stopped at max_bytes
+ * first, so that the next read goes on with the rest of the same turn:
+ * the merge order does not depend on where reads stop. */
 static int
-read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
-    fm_bcast_emit_fn emit, void *arg, char **cause)
+read_queue(struct fm_bcast *bc, uint32_t q, int turn, size_t *bytes,
+    size_t max_bytes, int *cut, fm_bcast_emit_fn emit, void *arg, char **cause)
 {
 	struct fm_pull_result pr;
 	uint64_t first;
@@ -468,12 +474,18 @@ read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
 	 * the merge order does not depend on what other readers read; the
 	 * cache may still hold events retention deleted, which the store
 	 * must answer for (invariant 3) */
-	if (bc->cache != NULL && retained(bc, q) &&
-	    (n = read_cached(bc, q, bytes, emit, arg)) == FM_BCAST_BATCH)
-		return n;
+	if (bc->cache != NULL && retained(bc, q)) {
+		n = read_cached(bc, q, turn, bytes, max_bytes, emit, arg);
+		if (n == turn)
+			return n;
+		if (*bytes >= max_bytes) {
+			*cut = 1;
+			return n;
+		}
+	}
 	memset(&pr, 0, sizeof(pr));
-	err = fm_broker_pull(bc->b, bc->topic, q, bc->next[q],
-	    FM_BCAST_BATCH - (size_t)n, &pr, cause);
+	err = fm_broker_pull(
+	    bc->b, bc->topic, q, bc->next[q], (size_t)(turn - n), &pr, cause);
 	if (err < 0)
 		return err;
 	first =
@@ -483,12 +495,19 @@ read_queue(struct fm_bcast *bc, uint32_t q, size_t *bytes,
 		*bytes += bc->ev.len;
 		n++;
 	}
+	/* what the caller holds stays within about max_bytes (one event
+	 * over at most): the rest of the pull is read again next turn */
 	for (size_t i = 0; i < pr.msgs.n; i++) {
 		emit_message(bc, &pr.msgs.items[i], emit, arg);
 		*bytes += bc->ev.len;
 		n++;
+		if (*bytes >= max_bytes && i + 1 < pr.msgs.n) {
+			*cut = 1;
+			goto out;
+		}
 	}
 	bc->next[q] = pr.next_offset;
+out:
 	fm_msg_list_free(&pr.msgs);
 	return n;
 }
@@ -502,12 +521,20 @@ fm_bcast_read(struct fm_bcast *bc, size_t max_bytes, fm_bcast_emit_fn emit,
 	int n, total = 0;
 
 	while (bytes < max_bytes && dry < bc->nq) {
-		n = read_queue(bc, bc->rr, &bytes, emit, arg, cause);
+		int cut = 0;
+
+		n = read_queue(bc, bc->rr, FM_BCAST_BATCH - (int)bc->turn_used,
+		    &bytes, max_bytes, &cut, emit, arg, cause);
 		if (n < 0)
 			return n;
 		dry = n > 0 ? 0 : dry + 1;
 		total += n;
-		bc->rr = (bc->rr + 1) % bc->nq;
+		if (cut) {
+			bc->turn_used += (uint32_t)n;
+		} else {
+			bc->turn_used = 0;
+			bc->rr = (bc->rr + 1) % bc->nq;
+		}
 	}
 	return total;
 }

@@ -22,7 +22,8 @@
  *     nor ever called again for that arming.
  *
  * Threads: one reader is used by one thread at a time; the wake function
- * runs on a broker thread and must not block.
+ * runs on a broker thread (or on the caller's, inside fm_bcast_arm, when
+ * there is data already) and must not block.
  */
 #ifndef FM_WS_BCAST_H
 #define FM_WS_BCAST_H
@@ -53,7 +54,7 @@ void fm_bcast_free(struct fm_bcast *bc);
  * ones share a hub, hub.h, and need no cache). Bounded: at most
  * FM_BCAST_CACHE_SLOTS events of at most FM_BCAST_CACHE_EVENT bytes
  * (4 MiB; at 2048 x 16 KiB it was a third of a busy node's memory). Not
- * thread-safe: one per thread (the WebSocket service thread has one). */
+ * thread-safe: one per thread (each WebSocket worker has one, pool.h). */
 #define FM_BCAST_CACHE_SLOTS 1024
 #define FM_BCAST_CACHE_EVENT (4 * 1024)
 struct fm_bcast_cache;
@@ -82,8 +83,8 @@ void fm_bcast_cursor(const struct fm_bcast *bc, struct fm_buf *out);
 typedef void (*fm_bcast_emit_fn)(
     void *arg, const char *json, size_t len, const char *cursor);
 
-/* Read events until about max_bytes of JSON were emitted or the reader is
- * caught up. Returns the number of events (0: caught up), or a negative
+/* Read events until max_bytes of JSON were emitted (the last event may
+ * go past it; never more than one) or the reader is caught up. Returns the number of events (0: caught up), or a negative
  * error with *cause (new): -FM_E_NOT_FOUND once the topic is gone. */
 int fm_bcast_read(struct fm_bcast *bc, size_t max_bytes, fm_bcast_emit_fn emit,
     void *arg, char **cause);

@@ -17,9 +17,15 @@
  *     it reads the store: sess.h, ws_read_start); the next one starts
  *     when it finished, so messages keep the order in which the group
  *     handed them out.
- *  3. A call holds a reference to its session (ws_sess_get) until it
- *     finished; a finish for a session lws closed meanwhile only frees
- *     what the call holds. Auto acks of a closing session hold none.
+ *  3. A receive or a client's settle holds a reference to its session
+ *     (ws_sess_get) until it finished; a finish for a session lws closed
+ *     meanwhile only frees what the call holds. Auto acks hold none:
+ *     they need nothing of the session once made.
+ *  4. What a receive hands out fits the send budget at the stream's
+ *     average frame size (receive_max), and auto acks are settled once
+ *     ACK_BATCH are held, when the socket is full, when the queue ran
+ *     dry and every tick: a written message is acked within about a
+ *     second, long before it could become visible again.
  */
 #include <stdatomic.h>
 #include <stddef.h>
@@ -34,6 +40,8 @@
 #include "codec/codec_ws.h"
 #include "ws/sess.h"
 
+#define AVG_START (32 * 1024) /* first receives take 8 messages at most */
+
 struct grp {
 	char *topic; /* owned, like the strings below */
 	char *group;
@@ -43,6 +51,7 @@ struct grp {
 	struct fm_bcast_arm *arm; /* owned: the watch while caught up */
 	char (*acks)[FM_RECEIPT_LEN + 1]; /* auto: written, not yet acked */
 	size_t nacks;
+	size_t avg; /* bytes of a frame, a running average (receive sizes) */
 };
 
 enum gcall_kind { GC_RECEIVE, GC_SETTLE, GC_AUTO_ACK };
@@ -77,6 +86,7 @@ ws_grp_new(const struct fm_ws_group *g)
 	gr->tags = g->tags != NULL ? xstrdup(g->tags) : NULL;
 	gr->client = g->client_ack;
 	gr->invisible_ms = g->invisible_ms;
+	gr->avg = AVG_START;
 	return gr;
 }
 
@@ -173,12 +183,24 @@ queue_received(struct sess *s, const struct fm_recv_result *res)
 		else
 			fm_codec_message(&j, NULL, &res->msgs.items[i]);
 		f = ws_frame_text(out.data, out.len);
+		s->grp->avg = (s->grp->avg * 3 + f->len) / 4;
 		if (!s->grp->client)
 			memcpy(
 			    f->receipt, res->receipts[i], sizeof(f->receipt));
 		ws_enqueue(s, f);
 	}
 	fm_buf_free(&out);
+}
+
+/* Messages to receive: as many as the room left in the send queue holds
+ * at the stream's average size (a receive has no byte limit, and what it
+ * hands out is queued whole), at least one. */
+static size_t
+receive_max(const struct sess *s)
+{
+	size_t room = FM_WS_SEND_BUDGET - s->queued, n = room / s->grp->avg;
+
+	return n < 1 ? 1 : n > FM_BCAST_BATCH ? FM_BCAST_BATCH : n;
 }
 
 /* The receive's done may come (on the committer) before the call
@@ -224,7 +246,7 @@ ws_grp_refill(struct sess *s)
 
 	ws_grp_disarm(g);
 	c->s = s;
-	c->o.max = FM_BCAST_BATCH;
+	c->o.max = receive_max(s);
 	c->o.invisible_ms = g->invisible_ms;
 	c->o.tags = g->tags;
 	c->job.run = receive_run;

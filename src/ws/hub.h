@@ -22,8 +22,9 @@
  *     watch first (no wake touches freed memory).
  *
  * Threads: everything but the wake runs on the owning thread. The wake
- * comes on a broker thread: it queues the hub under the set's lock and
- * calls kick(), which must make the owning thread call fm_hubs_serve.
+ * comes on a broker thread (or on the owning thread, from an arming that
+ * fires at once): it queues the hub under the set's lock and calls
+ * kick(), which must make the owning thread call fm_hubs_serve.
  */
 #ifndef FM_WS_HUB_H
 #define FM_WS_HUB_H

@@ -6,6 +6,16 @@
  * ws.c owns struct fm_ws, every session and frame; group.c owns a
  * consumer group stream's state (struct grp) and its calls. Everything
  * here runs on the service thread unless it says otherwise.
+ *
+ * Invariants of a session:
+ *  1. queued is the sum of len over the send queue; head_sent says the
+ *     head frame was partly sent (its start moved), so it must be
+ *     finished before any other frame, a close frame included.
+ *  2. At most one read (reading) is in flight: while it is, bc and grp's
+ *     names belong to the worker; when lws closed the session meanwhile
+ *     (dead), the read's finish frees them (ws_read_done).
+ *  3. calls counts the references of calls in flight; a dead session is
+ *     freed when it falls to 0, and is never on ws->woken or ws->dirty.
  */
 #ifndef FM_WS_SESS_H
 #define FM_WS_SESS_H
@@ -75,6 +85,7 @@ struct sess {
 	int dirty; /* on ws->dirty: a hub queued frames */
 	unsigned calls; /* calls in flight that finish on this session */
 	int reading; /* a worker reads for it: bc and grp are the worker's */
+	int rx_on; /* lws reads from the client (rx_gate) */
 	int dead; /* lws closed it; freed when calls reaches 0 */
 	int64_t progress_ms; /* last frame taken, or queue became non-empty */
 	int64_t rx_ms; /* last bytes from the client */
@@ -100,7 +111,7 @@ struct fm_ws {
 	pthread_t thread;
 	int thread_live; /* thread was started and not yet joined */
 	atomic_int stop; /* the service loop exits */
-	pthread_mutex_t lock; /* guards the members below */
+	pthread_mutex_t lock; /* guards the members down to refusing */
 	pthread_cond_t calls_cond; /* in_flight fell */
 	struct pending *adopt; /* adoptions to make */
 	struct sess *woken; /* sessions whose reader was woken */
@@ -108,7 +119,7 @@ struct fm_ws {
 	size_t in_flight; /* calls begun whose done has not come */
 	int ctx_live; /* lws_cancel_service may be called */
 	int refusing; /* fm_ws_stop ran: adoptions are refused */
-	struct sess *sessions; /* service thread only */
+	struct sess *sessions; /* service thread only, like those below */
 	struct fm_pool *pool; /* owned: the workers reading the store */
 	struct fm_hubs *hubs; /* owned: the caught-up broadcast readers */
 	struct sess *dirty; /* sessions a hub queued frames for; service

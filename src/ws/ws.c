@@ -9,11 +9,12 @@
  *
  * Why lws carries raw bytes and this file does the framing: lws 4.1.6
  * accepts unmasked client frames and offers no hook to see a frame
- * header (FACTS.md), yet RFC 6455 5.1 says a server must close on one.
- * So sockets are adopted in lws's RAW role: lws gives the event loop and
- * timers; writes (send() here) and the handshake answer, frame parsing (masks,
- * reserved bits, opcodes, lengths, fragments, UTF-8), pings and close
- * codes are here, where every rule is checked.
+ * header (measured with Debian 12's build), yet RFC 6455 5.1 says a
+ * server must close on one. So sockets are adopted in lws's RAW role:
+ * lws gives the event loop and timers; writes (send() here), the
+ * handshake answer, frame parsing (masks, reserved bits, opcodes,
+ * lengths, fragments, UTF-8), pings and close codes are here, where
+ * every rule is checked.
  *
  * Handoff (same port): the HTTP server suspends the connection on the
  * first handler call of an upgrade request, dup()s its fd and calls
@@ -24,13 +25,17 @@
  * closes a session, its done callback resumes the MHD connection so that
  * MHD closes its copy of the socket.
  *
- * Flow control: a session reads events from the store only while fewer
- * than FM_WS_SEND_BUDGET bytes wait in its queue (so memory is bounded
- * however slow the client), queued frames are sent while the socket
- * takes them (then lws says when it drains), and the socket's send
- * buffer is capped. A client whose queue
- * stayed full for FM_WS_STALL_MS without taking a frame is closed with
- * FM_WS_CLOSE_SLOW; it resumes with the cursor of the last frame it read.
+ * Flow control: a session reads events (bcast.c stops at the byte limit
+ * it is given) or receives messages (group.c sizes a receive to the room
+ * left) only while fewer than FM_WS_SEND_BUDGET bytes wait in its queue,
+ * and reads nothing from its client while that holds or its acks in
+ * flight reach CALLS_MAX (rx_gate: pongs, error frames and commits
+ * answer the client), so a session holds at most the budget plus one
+ * message however slow or hostile the client. Queued frames are sent
+ * while the socket takes them (then lws says when it drains); the
+ * socket's send buffer is capped. A client whose queue stayed full for
+ * FM_WS_STALL_MS without taking a frame is closed with FM_WS_CLOSE_SLOW;
+ * it resumes with the cursor of the last frame it read.
  * A reader that is caught up joins its topic's hub, which reads each new
  * event once for all its members (frames written in the same turn), or,
  * when the hub stands elsewhere, arms its own watches.
@@ -45,20 +50,30 @@
  *
  *   state    event                         move (by whom)
  *   -------  ----------------------------  ------------------------------
- *   open     queue below budget            read events (refill)
- *   open     reader caught up              arm watches (refill)
+ *   open     queue below budget            a worker reads (refill ->
+ *                                          reading; bread_finish)
+ *   open     reader caught up              join the topic's hub, or arm
+ *                                          watches (bread_finish)
+ *   in hub   the hub reads an event        frame queued (hub_deliver)
+ *   in hub   no room left                  evicted: reads on its own
  *   open     watch fires                   -> woken list; refill (serve)
  *   open     protocol error, slow, ping    drop the queue, queue a close
  *            timeout, topic deleted        frame -> closing (fail)
  *   open     client's close frame          echo it -> closing (on_close)
  *   closing  queue written                 lws closes the socket (write)
- *   any      lws closes the socket         done(arg); free once no call
- *                                          holds it (sess_free)
+ *   any      lws closes the socket         disarm, done(arg) -> dead; free
+ *                                          once no call holds it and no
+ *                                          worker reads (sess_free)
  *
- * Invariants: a session's reader is disarmed before the session is freed
- * (so no wake touches freed memory); a session is on the woken list at
- * most once, and never after it is freed; nothing is written after a
- * close frame.
+ * Invariants: a session's watches are disarmed before it leaves the
+ * woken list for good (so no wake touches a dead or freed session); a
+ * session is on the woken and dirty lists at most once, never while
+ * dead; while reading, its reader and group stream are the worker's and
+ * this thread touches neither; nothing is written after a close frame,
+ * and a frame partly sent is finished before anything else.
+ *
+ * Locks: a bcast arming's lock, then a hub set's, then ws->lock; none is
+ * held while calling into the broker.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -90,6 +105,7 @@
 #define FRAME_HDR_MAX 10 /* server frames are never masked */
 #define WRITE_COALESCE (64 * 1024) /* bytes of frames sent in one write */
 #define POOL_THREADS 2 /* workers reading the store for sessions */
+#define CALLS_MAX 16 /* group calls in flight before a client is not read */
 
 /* An adoption waiting for the service thread. */
 struct pending {
@@ -101,6 +117,8 @@ struct pending {
 	fm_ws_done_fn done;
 	void *arg;
 };
+
+static void rx_gate(struct sess *s);
 
 /* ---- frames out ----
  *
@@ -279,8 +297,9 @@ disarm(struct sess *s)
 	s->armed = 0;
 }
 
-/* Queue a close frame after dropping what was not yet handed to lws; the
- * socket closes once it is written, or after CLOSE_GRACE_S. */
+/* Queue a close frame after dropping what was not yet sent (but a frame
+ * partly sent, which must be finished first); the socket closes once it
+ * is written, or after CLOSE_GRACE_S. */
 void
 ws_fail(struct sess *s, unsigned code, const char *reason)
 {
@@ -295,7 +314,8 @@ ws_fail(struct sess *s, unsigned code, const char *reason)
 	p[1] = (unsigned char)code;
 	memcpy(p + 2, reason, n);
 	drop_queue(s);
-	disarm(s);
+	if (!s->reading)
+		disarm(s);
 	s->closing = 1;
 	ws_enqueue(s, frame_new(OP_CLOSE, p, n + 2));
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_S);
@@ -572,8 +592,8 @@ ws_refill(struct sess *s)
 {
 	struct bread *r;
 
-	if (s->closing || s->armed || s->reading || s->hm.hub != NULL ||
-	    s->queued >= FM_WS_SEND_BUDGET)
+	if (s->dead || s->closing || s->armed || s->reading ||
+	    s->hm.hub != NULL || s->queued >= FM_WS_SEND_BUDGET)
 		return;
 	if (s->grp != NULL) {
 		ws_grp_refill(s);
@@ -670,14 +690,17 @@ write_next(struct sess *s)
 			consume(s, (size_t)k);
 			sent = 1;
 		}
-		ws_grp_flush_acks(s, s->head == NULL);
 		if (k < (ssize_t)n)
 			s->blocked = 1;
+		/* what was written is acked now if nothing more can be: a
+		 * slow reader must not hold acks until they go stale */
+		ws_grp_flush_acks(s, s->head == NULL || s->blocked);
 	}
 	if (s->head == NULL && s->closing)
 		return -1;
 	if (sent)
 		s->progress_ms = fm_mono_ms();
+	rx_gate(s);
 	ws_refill(s);
 	if (s->head != NULL)
 		lws_callback_on_writable(s->wsi);
@@ -696,6 +719,22 @@ write_now(struct sess *s)
 	if (write_next(s) < 0)
 		lws_set_timeout(
 		    s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/* Read from the client only while what we send it is below the budget
+ * and its acks in flight are few: pongs, error frames and commits answer
+ * what it sends, so a client that sends without reading would otherwise
+ * make us queue without bound. */
+static void
+rx_gate(struct sess *s)
+{
+	int on =
+	    !s->dead && s->queued < FM_WS_SEND_BUDGET && s->calls < CALLS_MAX;
+
+	if (on != s->rx_on && s->wsi != NULL) {
+		lws_rx_flow_control(s->wsi, on);
+		s->rx_on = on;
+	}
 }
 
 /* ---- frames in ----
@@ -854,6 +893,7 @@ on_rx(struct sess *s, const void *in, size_t len)
 	}
 	if (s->rx.len == 0)
 		fm_buf_free(&s->rx);
+	rx_gate(s);
 }
 
 /* ---- housekeeping ---- */
@@ -884,6 +924,7 @@ tick(struct sess *s)
 		ws_enqueue(s, frame_new(OP_PING, NULL, 0));
 		lws_callback_on_writable(s->wsi);
 	}
+	ws_grp_flush_acks(s, 1);
 	lws_set_timer_usecs(s->wsi, tick_us(s->ws));
 }
 
@@ -894,7 +935,10 @@ sess_free(struct sess *s)
 {
 	struct fm_ws *ws = s->ws;
 
-	fm_hubs_leave(&s->hm);
+	/* no wake may put s on the woken list once it is off it (a reading
+	 * session has no watch: the worker owns its reader) */
+	if (!s->reading)
+		disarm(s);
 	ws_grp_flush_acks(s, 1);
 	if (s->dirty) {
 		struct sess **pp = &ws->dirty;
@@ -918,7 +962,10 @@ sess_free(struct sess *s)
 		ws->sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	s->opened = 1; /* so that drop_queue frees the handshake answer too */
+	/* so that drop_queue frees the handshake answer and a frame partly
+	 * sent too */
+	s->opened = 1;
+	s->head_sent = 0;
 	drop_queue(s);
 	fm_buf_free(&s->rx);
 	fm_buf_free(&s->msg);
@@ -940,8 +987,10 @@ ws_sess_get(struct sess *s)
 int
 ws_sess_put(struct sess *s)
 {
-	if (--s->calls > 0 || !s->dead)
+	if (--s->calls > 0 || !s->dead) {
+		rx_gate(s);
 		return !s->dead;
+	}
 	free(s);
 	return 0;
 }
@@ -952,6 +1001,7 @@ on_adopted(struct sess *s, struct lws *wsi)
 	struct fm_ws *ws = s->ws;
 
 	s->wsi = wsi;
+	s->rx_on = 1;
 	s->next = ws->sessions;
 	if (ws->sessions != NULL)
 		ws->sessions->prev = s;
@@ -985,9 +1035,12 @@ adopt_one(struct fm_ws *ws, struct pending *p)
 	desc.fd.sockfd = p->fd;
 	desc.vh_prot_name = PROTOCOL_NAME;
 	desc.opaque = s;
-	/* on failure lws has closed the fd */
-	if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL)
+	/* on failure lws has closed the fd, and may have sent RAW_CLOSE
+	 * (sess_free) already: hold s until it is known */
+	ws_sess_get(s);
+	if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL && !s->dead)
 		sess_free(s);
+	ws_sess_put(s);
 }
 
 /* Adopt what was queued, serve the woken sessions. */

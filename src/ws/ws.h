@@ -35,8 +35,10 @@ struct fm_ws;
  * *out is new (fm_ws_stop, then fm_ws_free). */
 int fm_ws_start(const struct fm_config *cfg, struct fm_broker *b,
     struct fm_ws **out, char **cause);
-/* Close every session (each one's done runs), stop the thread. Later
- * fm_ws_adopt calls close their socket and call done at once. */
+/* Close every session (each one's done runs), stop the thread, and wait
+ * for the consumer group commits the sessions started (so: before the
+ * broker closes). Later fm_ws_adopt calls close their socket and call
+ * done at once. */
 void fm_ws_stop(struct fm_ws *ws);
 void fm_ws_free(struct fm_ws *ws);
 
@@ -46,8 +48,8 @@ void fm_ws_free(struct fm_ws *ws);
 int fm_ws_check_handshake(const char *upgrade, const char *connection,
     const char *version, const char *key, char **cause);
 
-/* Called exactly once per adoption, after the session ended and its
- * socket was closed; on the service thread or in fm_ws_stop. */
+/* Called exactly once per adoption, once the session ended (lws is
+ * closing its socket); on the service thread or in fm_ws_stop. */
 typedef void (*fm_ws_done_fn)(void *arg);
 
 /* A consumer group's stream (/v1/topics/{topic}/groups/{group}/ws). */
@@ -69,7 +71,9 @@ void fm_ws_adopt(struct fm_ws *ws, int fd, const char *key, struct fm_bcast *bc,
  * the client acks: it sends {"ack": handle(s)} or {"nack": handle(s),
  * "delay": s}; failures come back as {"error", "receiptHandle"} frames.
  * With client_ack 0 the messages are acked once written to the socket
- * (at most once for what a vanishing client had not read yet). */
+ * (at most once for what a vanishing client had not read yet), within
+ * about a second of the write: a message written but not yet acked when
+ * its invisible time ends would be delivered again. */
 void fm_ws_adopt_group(struct fm_ws *ws, int fd, const char *key,
     const struct fm_ws_group *g, fm_ws_done_fn done, void *arg);
 

@@ -4,7 +4,8 @@ nothing lost or repeated, a client that stops reading cut off (4008)
 while another keeps receiving, malformed/unmasked/oversized frames and
 invalid UTF-8 closed with the right code, a topic deleted under caught-up
 WebSocket and EventSource subscribers ends both at once (4004, an error
-event), and a clean stop and restart with sessions open.
+event), a client that floods pings without reading does not grow the
+daemon's memory, and a clean stop and restart with sessions open.
 
 Owns only these checks; the harness is fmtest, the client wsclient.
 """
@@ -249,6 +250,43 @@ def test_topic_deleted(t):
          time.monotonic() - t0)
 
 
+def vm_hwm_kib():
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_ping_flood(t):
+    """Every ping is answered with a pong: a client that sends pings and
+    reads (almost) nothing must be stopped being read once its answers
+    fill the send budget, not make the daemon queue pongs without end."""
+    pub("flood", "a")
+    before = vm_hwm_kib()
+    w = wsclient.WS(node.port, path("v1", "topics", "flood", "ws"),
+                    rcvbuf=4096)
+    ping = bytes([0x89, 0x80 | 125, 0, 0, 0, 0]) + b"x" * 125
+    chunk = ping * 1000
+    w.sock.settimeout(0.5)
+    sent, deadline = 0, time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        try:
+            w.sock.sendall(chunk)
+            sent += len(chunk)
+        except socket.timeout:
+            break  # the daemon stopped reading: what we wanted
+        except OSError:
+            break
+    grew = vm_hwm_kib() - before
+    t.diag("sent %d KiB of pings; daemon peak RSS grew %d KiB" %
+           (sent >> 10, grew))
+    t.ok(grew < 32 * 1024, "the daemon's peak RSS grew by less than 32 MiB "
+         "(%d KiB) for %d KiB of pings not read" % (grew, sent >> 10))
+    w.sock.close()
+    t.eq(node.get("/healthz").status, 200, "healthy after the flood")
+
+
 def test_restart(t):
     pub("rs", "a")
     w = ws("rs")
@@ -275,5 +313,5 @@ def test_restart(t):
 if __name__ == "__main__":
     fmtest.main([test_handshake, test_latest_and_fanout, test_resume,
                  test_slow_consumer, test_frames, test_topic_deleted,
-                 test_restart],
+                 test_ping_flood, test_restart],
                 timeout=85, start=[node])

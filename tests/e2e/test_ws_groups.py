@@ -4,8 +4,9 @@ one group share the messages (none to both), acks and nacks as frames
 (errors answered as frames), a nack comes back with reconsumeTimes + 1,
 ack=auto acknowledges what was written, every group sees every message,
 a FIFO group's stream holds the next message of a queue back until the
-one before it is acked (and a nacked one comes back before it), and bad
-options are HTTP errors before the upgrade.
+one before it is acked (and a nacked one comes back before it), a
+caught-up stream is closed 4004 at once when its topic is deleted, and
+bad options are HTTP errors before the upgrade.
 
 Owns only these checks; the harness is fmtest, the client wsclient.
 """
@@ -166,7 +167,26 @@ def test_fifo_group(t):
     w.close()
 
 
+def test_topic_deleted(t):
+    """A caught-up group stream sleeps on its group's watch, not on the
+    topic: deleting the topic must wake it too."""
+    mid = pub("gdel", "a")
+    w = gws("gdel", "g", ack="auto")
+    t.eq(json.loads(w.recv())["msgId"], mid, "the stream got the message")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    r = node.req("DELETE", path("v1", "topics", "gdel"))
+    t.eq(r.status, 204, "DELETE the topic: 204")
+    w.sock.settimeout(5.0)
+    code, reason = w.wait_close()
+    t.ok(code == 4004, "the group stream is closed with 4004",
+         (code, reason))
+    t.ok(time.monotonic() - t0 < 3.0, "within 3 s of the delete",
+         time.monotonic() - t0)
+    w.sock.close()
+
+
 if __name__ == "__main__":
     fmtest.main([test_options, test_client_acks, test_auto_ack,
-                 test_fifo_group],
+                 test_fifo_group, test_topic_deleted],
                 timeout=85, start=[node])
