@@ -160,6 +160,9 @@ fm_hubs_join(struct fm_hubs *hs, struct fm_hub_member *m, struct fm_bcast *bc)
 {
 	struct fm_hub *h;
 
+	/* it would be evicted at the next turn (see the top) */
+	if (hs->ops->room(m) < HUB_READ)
+		return 0;
 	for (h = hs->hubs; h != NULL; h = h->next)
 		if (fm_bcast_same_topic(h->bc, bc))
 			break;

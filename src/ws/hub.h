@@ -67,7 +67,8 @@ void fm_hubs_free(struct fm_hubs *hs);
 
 /* m's reader bc is caught up (fm_bcast_read gave 0): join its topic's
  * hub, making one when there is none. Returns 1 when m joined, 0 when the
- * hub stands elsewhere (m should watch on its own and try again). */
+ * hub stands elsewhere or m has too little room (m should watch on its
+ * own and try again). */
 int fm_hubs_join(
     struct fm_hubs *hs, struct fm_hub_member *m, struct fm_bcast *bc);
 /* Leave m's hub, moving its reader to the hub's position. A no-op when m

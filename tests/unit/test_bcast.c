@@ -527,8 +527,10 @@ hub_shares_and_evicts(void **state)
 	same_ids(&rest, 0, &b.got, 10);
 	events_free(&rest);
 
-	/* it rejoins once caught up; the last one leaving frees the hub and
-	 * its watch: no kick after */
+	/* it rejoins once caught up and with room again; the last one
+	 * leaving frees the hub and its watch: no kick after */
+	assert_int_equal(fm_hubs_join(hs, &a.hm, a.bc), 0);
+	a.room = 1 << 20;
 	assert_int_equal(fm_hubs_join(hs, &a.hm, a.bc), 1);
 	fm_hubs_leave(&a.hm);
 	fm_hubs_leave(&b.hm);
