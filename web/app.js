@@ -38,6 +38,13 @@ async function api(method, path, body, headers) {
 
 const enc = encodeURIComponent;
 
+function button(text, onClick) {
+  const b = el("button", text);
+  b.type = "button";
+  b.addEventListener("click", () => onClick().catch((e) => status(e.message, true)));
+  return b;
+}
+
 async function loadBroker() {
   const b = await api("GET", "/v1/broker");
   $("broker-name").textContent = `${b.name} (${b.cluster}) ${b.role}`;
@@ -75,17 +82,12 @@ async function loadTopics() {
     const offsets = detail.queueOffsets
       .map((q) => `${q.queueId}: ${q.minOffset}..${q.maxOffset}`)
       .join("  ");
-    const del = el("button", "Delete");
-    del.type = "button";
-    del.addEventListener("click", () => deleteTopic(t.topic).catch((e) => status(e.message, true)));
-    const pick = el("button", "Use");
-    pick.type = "button";
-    pick.addEventListener("click", () => {
+    const pick = button("Use", async () => {
       $("publish-form").topic.value = t.topic;
       $("pull-form").topic.value = t.topic;
     });
     const actions = el("td");
-    actions.append(pick, " ", del);
+    actions.append(pick, " ", button("Delete", () => deleteTopic(t.topic)));
     tr.append(el("td", t.topic), el("td", t.queues), el("td", t.perm), el("td", offsets, "mono"), actions);
     rows.append(tr);
   }
@@ -98,9 +100,59 @@ async function loadTopics() {
   }
 }
 
+async function resetGroup(topic, group, where) {
+  if (!confirm(`Move group ${group} on ${topic} to the ${where} message? What it has in flight is forgotten.`)) return;
+  const body = JSON.stringify({ offset: where });
+  await api("POST", `/v1/topics/${enc(topic)}/groups/${enc(group)}/reset`, body, {
+    "Content-Type": "application/json",
+  });
+  status(`Reset ${group} on ${topic} to ${where}`);
+  await loadGroups();
+}
+
+
+async function loadGroups() {
+  const list = await api("GET", "/v1/groups");
+  const rows = $("group-rows");
+  rows.replaceChildren();
+  for (const g of list.groups) {
+    const st = await api("GET", `/v1/topics/${enc(g.topic)}/groups/${enc(g.group)}`);
+    const queues = st.queues.map((q) => `${q.queueId}: ${q.consumedOffset}/${q.maxOffset}`).join("  ");
+    const actions = el("td");
+    actions.append(
+      button("Earliest", () => resetGroup(g.topic, g.group, "earliest")),
+      " ",
+      button("Latest", () => resetGroup(g.topic, g.group, "latest")),
+    );
+    const tr = el("tr");
+    tr.dataset.group = g.group;
+    tr.dataset.topic = g.topic;
+    tr.append(el("td", g.group), el("td", g.topic), el("td", st.fifo ? "yes" : "no"),
+      el("td", st.lag, "lag"), el("td", st.inFlight), el("td", queues, "mono"), actions);
+    rows.append(tr);
+  }
+  if (list.groups.length === 0) {
+    const tr = el("tr");
+    const td = el("td", "No consumer groups yet: they appear with their first receive.");
+    td.colSpan = 7;
+    tr.append(td);
+    rows.append(tr);
+  }
+}
+
+async function saveGroup(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const g = await api("PUT", `/v1/groups/${enc(f.group.value)}`, JSON.stringify({ fifo: f.fifo.checked }), {
+    "Content-Type": "application/json",
+  });
+  status(`Saved group ${g.group} (FIFO ${g.fifo ? "on" : "off"})`);
+  await loadGroups();
+}
+
 async function refresh() {
   try {
-    await Promise.all([loadBroker(), loadTopics()]);
+    await Promise.all([loadBroker(), loadTopics(), loadGroups()]);
     status("");
   } catch (e) {
     status(e.message, true);
@@ -140,8 +192,9 @@ async function pull(ev) {
   const f = ev.target;
   const q = new URLSearchParams({ offset: f.offset.value, max: f.max.value, wait: f.wait.value });
   const r = await api("GET", `/v1/topics/${enc(f.topic.value)}/queues/${enc(f.queueId.value)}/messages?${q}`);
+  const lost = r.gap ? ` Offsets ${r.gap.fromOffset}..${r.gap.toOffset - 1} are no longer retained (${r.gap.lost} lost).` : "";
   $("pull-offsets").textContent =
-    `${r.messages.length} message(s); next offset ${r.nextOffset}, queue holds ${r.minOffset}..${r.maxOffset}`;
+    `${r.messages.length} message(s); next offset ${r.nextOffset}, queue holds ${r.minOffset}..${r.maxOffset}.${lost}`;
   const rows = $("pull-rows");
   rows.replaceChildren();
   for (const m of r.messages) {
@@ -167,4 +220,5 @@ $("refresh").addEventListener("click", refresh);
 $("create-topic").addEventListener("submit", guard(createTopic));
 $("publish-form").addEventListener("submit", guard(publish));
 $("pull-form").addEventListener("submit", guard(pull));
+$("group-form").addEventListener("submit", guard(saveGroup));
 refresh();

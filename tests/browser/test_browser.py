@@ -10,35 +10,15 @@ Skips (TAP "1..0 # SKIP") when chromium, node or the npm packages
 harness is tests/e2e/fmtest.
 """
 
-import json
 import os
-import shutil
 import subprocess
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
-
-import fmtest  # noqa: E402
-from fmtest import path  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_DIR = os.path.join(fmtest.srcdir(), "tests", "browser")
-MODULES = os.path.join(BROWSER_DIR, "node_modules", "playwright-core")
-
-
-def skip_reason():
-    if not os.access(CHROMIUM, os.X_OK):
-        return "no %s (apt-get install chromium)" % CHROMIUM
-    if shutil.which("node") is None:
-        return "no node"
-    if not os.path.isdir(MODULES):
-        return "no playwright-core (run tests/browser/install.sh)"
-    return None
-
+import chromium
+import fmtest
+from fmtest import path
 
 node = fmtest.Daemon("browser", {
-    "webRoot": os.path.join(BROWSER_DIR, "page"),
+    "webRoot": os.path.join(chromium.BROWSER_DIR, "page"),
     "defaultTopicQueueNums": 1})
 state = {}
 
@@ -52,37 +32,14 @@ def curl_publish(body):
         raise RuntimeError("curl publish: %r" % (out,))
 
 
-class Runner:
-    """run.mjs as a child: one command line in, one JSON line out."""
+class Runner(chromium.Runner):
+    """run.mjs: waits until the page got n bodies on both streams."""
 
     def __init__(self, url):
-        env = dict(os.environ)
-        env.pop("ASAN_OPTIONS", None)
-        env.pop("UBSAN_OPTIONS", None)
-        self.proc = subprocess.Popen(
-            ["node", os.path.join(BROWSER_DIR, "run.mjs"), url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd=BROWSER_DIR, env=env, text=True)
-
-    def answer(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("run.mjs ended: %s" % self.proc.stderr.read())
-        return json.loads(line)
+        super().__init__("run.mjs", url)
 
     def wait(self, n):
-        self.proc.stdin.write("wait %d\n" % n)
-        self.proc.stdin.flush()
-        return self.answer()
-
-    def quit(self):
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            self.proc.wait(20)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
+        return self.send("wait %d" % n)
 
 
 def bodies(a, b):
@@ -125,8 +82,4 @@ def test_streams(t):
 
 
 if __name__ == "__main__":
-    why = skip_reason()
-    if why is not None:
-        print("1..0 # SKIP %s" % why)
-        sys.exit(0)
-    fmtest.main([test_streams], timeout=85, start=[node])
+    chromium.main([test_streams], node)
