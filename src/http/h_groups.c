@@ -158,6 +158,11 @@ fm_h_group_receive(struct fm_req *r)
 	topic = fm_arg_topic(r);
 	if (topic == NULL || recv_args(r, &o, &wait) != 0)
 		return FM_H_DONE;
+	if (r->woken && r->why == FM_WAKE_SHUTDOWN) {
+		/* the node stops: hand nothing out any more */
+		reply_messages(r, &res);
+		return FM_H_DONE;
+	}
 	if (r->deadline == 0)
 		r->deadline = fm_mono_ms() + (int64_t)(wait * 1000);
 	t = fm_req_ticket(r);

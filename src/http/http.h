@@ -46,11 +46,13 @@ struct fm_http {
 	struct fm_broker *b; /* borrowed */
 	struct MHD_Daemon *d; /* owned */
 	char *web_root; /* owned: directory of the console files */
-	pthread_mutex_t lock; /* guards parked, stopping, draining */
-	pthread_cond_t cond; /* signalled when parked or draining shrink */
+	pthread_mutex_t lock; /* guards parked, stopping, draining, active */
+	pthread_cond_t cond; /* signalled when parked, draining or active
+	                        shrink */
 	struct fm_req *parked; /* requests suspended in a broker watch */
-	int stopping; /* set by fm_http_stop: no new parking */
+	int stopping; /* set by fm_http_stop: no new request is served */
 	size_t draining; /* woken requests not yet completed */
+	size_t active; /* handlers running right now */
 	struct fm_ws *ws; /* owned: the WebSocket service upgrades go to */
 	struct fm_stream *streams; /* live event streams (lock) */
 	int streams_stopped; /* fm_http_stop ended them (lock) */

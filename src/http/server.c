@@ -52,9 +52,12 @@
  * it exactly once and we never unwatch.
  *
  * Invariants: a parked request is in h->parked and suspended; a request
- * never completes while parked; fm_http_stop resumes every parked request
- * and waits (bounded) for the woken ones to be answered before
- * MHD_stop_daemon, because suspended connections never time out.
+ * never completes while parked; once stopping is set no new request
+ * reaches a handler (503 SHUTTING_DOWN); fm_http_stop resumes every
+ * request parked in a watch, waits for those parked on a broker
+ * completion and for the handlers running, and waits (bounded) for the
+ * woken ones to be answered before MHD_stop_daemon, because suspended
+ * connections never time out and MHD aborts when it stops with one.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -280,10 +283,10 @@ fm_req_park(
  *   PENDING  fm_req_park_durable          -> ATTACHED: suspend, link
  *   ATTACHED completion                   wake and resume r, free ticket
  *
- * fm_http_stop never detaches these: the store is still open and will
- * complete them (its log flusher and state committer run until the
- * broker closes), and an answer saying "durable" is what the client
- * waits for.
+ * fm_http_stop never detaches these but waits for them: the store is
+ * still open and will complete them (its log flusher and state committer
+ * run until the broker closes), and an answer saying "durable" is what
+ * the client waits for.
  */
 struct fm_ticket *
 fm_req_ticket(struct fm_req *r)
@@ -626,6 +629,33 @@ ws_handoff(struct fm_req *r)
 		fm_ws_adopt(r->h->ws, fd, key, bc, ws_done, r->conn);
 }
 
+/* Run r's handler, counted in h->active so that fm_http_stop waits for
+ * it (it may park on a broker completion). A new request that comes once
+ * the server is stopping is refused instead: it must not start broker
+ * work that would outlive the server. Returns the handler's FM_H_*. */
+static int
+run_handler(struct fm_req *r)
+{
+	struct fm_http *h = r->h;
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->stopping && !r->woken) {
+		pthread_mutex_unlock(&h->lock);
+		r->early_close = 1;
+		fm_reply_error(r, FM_HC_SHUTTING_DOWN, "the node is stopping");
+		return FM_H_DONE;
+	}
+	h->active++;
+	pthread_mutex_unlock(&h->lock);
+	rc = r->m.route->fn(r);
+	pthread_mutex_lock(&h->lock);
+	h->active--;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
 static enum MHD_Result
 req_finish(struct fm_req *r)
 {
@@ -635,7 +665,7 @@ req_finish(struct fm_req *r)
 	} else if (wants_upgrade(r)) {
 		/* the WebSocket session ended: close MHD's copy */
 		return MHD_NO;
-	} else if (r->m.route->fn(r) == FM_H_PARKED) {
+	} else if (run_handler(r) == FM_H_PARKED) {
 		return MHD_YES;
 	}
 	return queue_reply(r);
@@ -818,9 +848,11 @@ fail:
 	return err;
 }
 
-/* Detach and resume every parked request, then wait until the watches
- * that fired concurrently have resumed theirs and the woken requests have
- * been answered (bounded by DRAIN_MS). */
+/* Detach and resume every request parked in a watch; wait for those
+ * parked on a broker completion (the store completes them), for the
+ * handlers running (they may park so), then until the woken requests
+ * have been answered (bounded by DRAIN_MS): MHD must hold no suspended
+ * connection when it stops. */
 static void
 drain(struct fm_http *h)
 {
@@ -839,11 +871,13 @@ drain(struct fm_http *h)
 		        &r->ticket->state, &expected, TICKET_DETACHED))
 			wake_locked(h, r, FM_WAKE_SHUTDOWN, 0);
 	}
-	while (h->parked != NULL)
-		pthread_cond_wait(&h->cond, &h->lock);
-	while (h->draining > 0)
-		if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != 0)
+	for (;;) {
+		if (h->parked != NULL || h->active > 0)
+			pthread_cond_wait(&h->cond, &h->lock);
+		else if (h->draining == 0 ||
+		    pthread_cond_timedwait(&h->cond, &h->lock, &ts) != 0)
 			break;
+	}
 	pthread_mutex_unlock(&h->lock);
 	stop_streams(h, &ts);
 }

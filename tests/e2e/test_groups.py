@@ -681,11 +681,79 @@ def test_kill_during_acks(t):
     t.eq(len(after), len(set(after)), "each comes back once")
 
 
+def test_sigterm_under_load(t):
+    """SIGTERM while consumers receive and ack as fast as they can: the
+    daemon must wait for the requests parked on a group commit and refuse
+    new ones (MHD aborts when it stops with a suspended connection), exit
+    0, and keep every ack it answered."""
+    node.req("PUT", path("v1", "topics", "st"), b'{"queues": 4}')
+    for k in range(0, 20000, 1000):
+        r = node.req("POST", path("v1", "topics", "st", "messages"),
+                     b"".join(b'{"body": "m%d"}\n' % i
+                              for i in range(k, k + 1000)),
+                     {"Content-Type": "application/x-ndjson"})
+        t.eq(r.status, 201, "1000 messages published")
+    confirmed, lock = set(), threading.Lock()
+    stop, going = threading.Event(), threading.Event()
+    refused = []
+
+    def consumer():
+        c = fmtest.Client(node.port, timeout=10)
+        try:
+            while not stop.is_set():
+                r = c.request("POST", path("v1", "topics", "st", "groups",
+                                           "g", "receive", max=8,
+                                           invisible=60))
+                if r.status == 503:
+                    refused.append(r.json["error"]["code"])
+                    break
+                msgs = r.json["messages"] if r.status == 200 else []
+                if not msgs:
+                    continue
+                r = settle("st", "g", [m["receiptHandle"] for m in msgs],
+                           client=c)
+                if r.status == 200:
+                    with lock:
+                        confirmed.update(m["body"] for m, x in
+                                         zip(msgs, r.json["results"])
+                                         if x["ok"])
+                    going.set()
+        except Exception:
+            pass  # the daemon went away under it
+        c.close()
+
+    ths = [threading.Thread(target=consumer) for _ in range(12)]
+    for th in ths:
+        th.start()
+    going.wait(10)
+    time.sleep(0.2)
+    rc = node.stop()
+    stop.set()
+    for th in ths:
+        th.join(15)
+    t.eq(rc, 0, "SIGTERM under a receive/ack load exits 0 (%d acks "
+         "answered)" % len(confirmed))
+    t.ok(all(code == "SHUTTING_DOWN" for code in refused),
+         "requests that came while stopping were refused 503 "
+         "SHUTTING_DOWN", refused)
+    node.start()
+    after = set()
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        msgs = receive("st", "g", max=1024, invisible=60)
+        if not msgs:
+            break
+        ack_all("st", "g", msgs)
+        after.update(m["body"] for m in msgs)
+    t.eq(sorted(confirmed & after), [],
+         "no message whose ack was answered comes back")
+
+
 if __name__ == "__main__":
     fmtest.main([test_competing_receivers, test_invisibility_expiry,
                  test_nack_delay, test_dlq, test_bad_handles, test_tags,
                  test_reset, test_long_poll, test_group_list,
                  test_fifo, test_fifo_wakes_on_ack, test_fifo_group,
                  test_group_settings_errors, test_restart_in_flight,
-                 test_kill_during_acks],
+                 test_kill_during_acks, test_sigterm_under_load],
                 timeout=80, start=[node])
