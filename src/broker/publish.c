@@ -42,8 +42,22 @@
 /* Names the broker gives the properties it adds: timer.c to a delayed
  * message when delivered, groups.c to a DLQ copy. */
 static const char *const broker_props[] = {"ORIGIN_MESSAGE_ID", "ORIGIN_TOPIC",
-    "ORIGIN_QUEUE_ID", "ORIGIN_QUEUE_OFFSET", "RECONSUME_TIMES",
-    "TIMER_DELIVER_MS"};
+    "ORIGIN_QUEUE_ID", "ORIGIN_QUEUE_OFFSET", "RECONSUME_TIMES"};
+
+/* RocketMQ's properties that schedule a message: a producer used to them
+ * must learn that here the delay and deliverAt parameters do it, rather
+ * than see its message delivered at once. */
+static const char *const schedule_props[] = {
+    "DELAY", "TIMER_DELAY_SEC", "TIMER_DELAY_MS", "TIMER_DELIVER_MS"};
+
+static int
+in_list(const char *name, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(name, list[i]) == 0)
+			return 1;
+	return 0;
+}
 
 /* Why a property name is reserved to the broker, or NULL when it is
  * not. */
@@ -53,11 +67,14 @@ prop_reserved(const char *name)
 	if (strncmp(name, INTERNAL_PREFIX, sizeof(INTERNAL_PREFIX) - 1) == 0)
 		return "names beginning with \"" INTERNAL_PREFIX "\" are the "
 		       "broker's internal properties";
-	for (size_t i = 0; i < sizeof(broker_props) / sizeof(*broker_props);
-	     i++)
-		if (strcmp(name, broker_props[i]) == 0)
-			return "the broker sets it on delayed deliveries and "
-			       "dead letter copies";
+	if (in_list(name, broker_props,
+	        sizeof(broker_props) / sizeof(*broker_props)))
+		return "the broker sets it on delayed deliveries and "
+		       "dead letter copies";
+	if (in_list(name, schedule_props,
+	        sizeof(schedule_props) / sizeof(*schedule_props)))
+		return "RocketMQ's scheduling property: schedule with the "
+		       "delay (seconds) or deliverAt (epoch ms) parameter";
 	return NULL;
 }
 

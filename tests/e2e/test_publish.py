@@ -425,7 +425,11 @@ def test_long_poll(t):
 
 RESERVED = ("__REAL_TOPIC", "__REAL_QID", "__anything", "ORIGIN_MESSAGE_ID",
             "ORIGIN_TOPIC", "ORIGIN_QUEUE_ID", "ORIGIN_QUEUE_OFFSET",
-            "RECONSUME_TIMES", "TIMER_DELIVER_MS")
+            "RECONSUME_TIMES", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC",
+            "TIMER_DELAY_MS", "DELAY")
+# RocketMQ's scheduling properties: refused with a pointer to our way
+SCHEDULING = ("TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS",
+              "DELAY")
 
 
 def refused_reserved(t, r, name, desc):
@@ -434,6 +438,9 @@ def refused_reserved(t, r, name, desc):
     t.ok("'%s'" % name in msg and "reserved" in msg,
          "%s: the message names the property and says reserved" % desc,
          repr(msg))
+    if name in SCHEDULING:
+        t.ok("delay" in msg and "deliverAt" in msg,
+             "%s: and points to delay and deliverAt" % desc, repr(msg))
 
 
 def test_reserved_properties(t):
