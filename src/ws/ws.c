@@ -444,7 +444,8 @@ hub_room(struct fm_hub_member *m)
 	                                     : 0;
 }
 
-/* s is to be written (or refilled) once the hubs were served. */
+/* s is to be written (or refilled) in this turn of serve(), once the
+ * finished calls and the hubs were served. */
 static void
 mark_dirty(struct sess *s)
 {
