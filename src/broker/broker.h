@@ -210,10 +210,10 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
  * ORIGIN_QUEUE_OFFSET and RECONSUME_TIMES, and it is acked in the group.
  * A group is created by its first receive or reset, starting at each
  * queue's oldest retained message. Offsets and receipts are durable in
- * the store before a receive, ack, nack or reset returns (the async forms
- * say so through their done instead); after a restart what was in flight
- * is handed out again once its visible time passes, and receipt handles
- * given before the restart stay valid.
+ * the store before a receive, ack, nack or reset returns 0 (the async
+ * forms say so through their done instead); after a restart what was in
+ * flight is handed out again once its visible time passes, and receipt
+ * handles given before the restart stay valid.
  *
  * Async forms (fm_broker_group_*_async), for front ends that park a
  * request rather than a thread, or run a single-threaded event loop: the
@@ -223,12 +223,13 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
  * *cause; done is never called). done runs on the store's committer
  * thread, possibly before the call returned: err 0 once the changes are
  * durable, else the commit's error (-FM_E_IO, ...; -FM_E_SHUTDOWN when
- * the node stops first). It must not block and must not call the
- * synchronous group functions (they wait for the thread running it):
- * hand the result to your own thread or event loop (e.g. a locked queue
- * and lws_cancel_service, or MHD_resume_connection) and do the rest
- * there. Every commit delays the ones queued after it, so done should
- * take microseconds.
+ * the node stops first), which means "not known durable": the changes
+ * stand in memory and their rows go with later commits. It must not
+ * block and must not call the synchronous group functions (they wait
+ * for the thread running it): hand the result to your own thread or
+ * event loop (e.g. a locked queue and lws_cancel_service, or
+ * MHD_resume_connection) and do the rest there. Every commit delays the
+ * ones queued after it, so done should take microseconds.
  * Group names follow the topic name rules, at most 122 characters (so
  * that "%DLQ%{group}" is a topic name), and do not begin with "%DLQ%" or
  * "%RETRY%" (the prefixes of topics named after a group).
@@ -297,15 +298,23 @@ int fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
  * to the DLQ. Per handle errs[i] is 0 or: -FM_E_INVALID (not a receipt
  * handle, or one of another topic or group), -FM_E_GONE (acked, nacked
  * or handed out again since: stale); causes[i] is then new (else NULL).
- * Returns 0, or an error of the whole call: nothing was done, or (a
- * failed commit, "cannot store the group state") done in memory but not
- * durable, so that after a restart the messages come back. */
+ * Returns 0 once the result is durable, or an error of the whole call:
+ * nothing was done, or (a failed commit, "cannot store the group
+ * state") done in memory but not known durable: the handles are stale
+ * now, and the rows go with the next commits, so the acks and nacks may
+ * still become durable; if the node stops first, the messages come back
+ * after the restart when their visible time passes, like any unacked
+ * message. A handle answered stale (-FM_E_GONE) is answered only once
+ * what made it stale is durable. */
 int fm_broker_group_settle(struct fm_broker *b, const char *topic,
     const char *group, int nack, int64_t delay_ms, const char *const *handles,
     size_t n, int *errs, char **causes, char **cause);
 /* The async form: errs and causes are filled on 1 or 0, and the answer
- * may be sent once the commit is done. 1: no handle was valid (nothing to
- * commit); 0: done(arg, err) says when the acks or nacks are durable. */
+ * may be sent once the commit is done. 0: done(arg, err) says when the
+ * acks or nacks are durable; when no handle was valid it still comes,
+ * once everything queued before the call is durable (a barrier: an ack
+ * that made a handle stale may still be on its way to state.db). 1: done
+ * is NULL and no handle was valid. */
 int fm_broker_group_settle_async(struct fm_broker *b, const char *topic,
     const char *group, int nack, int64_t delay_ms, const char *const *handles,
     size_t n, int *errs, char **causes, fm_done_fn done, void *arg,

@@ -51,17 +51,24 @@
  * Durability: each call builds the rows of its changes under the lock
  * and queues them to the store's committer before releasing it
  * (rows_queue), so state.db gets the changes in the order they were made
- * and always holds a prefix of them (fm_store_group_write_async): a crash
- * loses at most a suffix. Nothing is confirmed before its rows commit: a
- * receive hands out no handle before its receipts are durable (done of
- * the async calls, broker.h), an ack or nack is answered once durable.
- * So a lost suffix only undoes what nobody was told: a receive that never
- * answered leaves its messages at or above next again (they go out as
- * new), an unconfirmed ack leaves its receipt (the message comes back
- * when visible). On load an offset of [ack, next) without a receipt row
- * is done, and receipts above next move next up: a crash can only cause
- * a redelivery, never a skip. Rows that describe no answer (an empty
- * receive's skips, DLQ moves) are queued the same way, in the background.
+ * and always holds the result of a prefix of them
+ * (fm_store_group_write_async): a crash loses at most a suffix. Nothing
+ * is confirmed before the commit of its rows reports (done of the async
+ * calls, broker.h): a receive's handles go out only once its receipts
+ * are durable; an ack or nack is answered once its commit reports, OK
+ * when it committed, else an error (its change stands in memory and its
+ * rows go with later commits: not known durable, which is all the error
+ * says); a call with nothing to commit (only stale or invalid handles)
+ * still completes through the committer, after everything queued before
+ * it (a barrier), so a handle is never answered stale before the ack
+ * that made it stale is durable. So a lost suffix only undoes what
+ * nobody was told was done: a receive that never answered leaves its
+ * messages at or above next again (they go out as new), an unconfirmed
+ * ack leaves its receipt (the message comes back when visible). On load
+ * an offset of [ack, next) without a receipt row is done, and receipts
+ * above next move next up: a crash can only cause a redelivery, never a
+ * skip. Rows that describe no answer (an empty receive's skips, DLQ
+ * moves) are queued the same way, in the background.
  */
 #include "config.h" /* first: it defines _GNU_SOURCE */
 

@@ -8,18 +8,32 @@
  * failure leaves the database as it was.
  *
  * The committer (fm_state_group_write_async): callers append a gc_job,
- * owning their rows, to gc_head..gc_tail under gc_lock and return. The
- * committer thread takes the whole list, commits it in one transaction,
- * and calls each job's done in queue order, with no lock held. Invariants:
+ * owning their rows (none for a barrier), to gc_head..gc_tail under
+ * gc_lock and return. The committer thread takes the whole list, commits
+ * it in one transaction, and calls each job's done in queue order, with
+ * no lock held; so a barrier's done comes once every job queued before
+ * it is committed (or with the error of the transaction that failed to).
+ * Invariants:
  *  1. Jobs commit in the order they were queued: a batch is a prefix of
  *     the queue, and its rows are applied job by job, row by row.
- *  2. A failed batch stays in gc_retry (its done already called with the
- *     error) and its rows are applied again, first, in every following
- *     transaction until one commits: state.db always holds the rows of a
- *     prefix of the queue, never a later job's rows without an earlier
- *     one's.
+ *  2. state.db always holds the result of applying the rows of a prefix
+ *     of the queue, in order: never a later job's rows without an
+ *     earlier one's. A failed batch (its done already called with the
+ *     error) is merged into gc_retry, which is applied first in every
+ *     following transaction until one commits. gc_retry is collapsed by
+ *     key (retry_merge): rows are idempotent upserts and deletes, so only
+ *     the last row of each offset or receipt key counts, and a CLEAR of a
+ *     (topic, group) drops the receipt rows queued before it; applied in
+ *     key order (a CLEAR before its group's receipts) it has the effect
+ *     of every failed row in queue order. So it holds one row per key
+ *     the failed jobs wrote (a queue's offsets, a message's receipt),
+ *     however many jobs wrote it: its size, and the work it adds to each
+ *     transaction, grow with the queues and messages touched while
+ *     commits fail, not with the number of calls (a client repeating a
+ *     failing call adds nothing).
  *  3. Once gc_stop is set nothing more is queued; the thread exits when
- *     the queue is empty (GC_DRAIN) or after its current batch
+ *     the queue is empty (GC_DRAIN: gc_retry is then tried once more, and
+ *     dropped, logged, if that fails too) or after its current batch
  *     (GC_DROP), and fm_state_stop fails what is left with
  *     -FM_E_SHUTDOWN. Every queued job's done is called exactly once.
  */
@@ -135,9 +149,9 @@ static const char *const state_sql[S__COUNT] = {
 
 /* One queued call of fm_state_group_write_async (see the top). */
 struct gc_job {
-	struct fm_grow *rows; /* owned */
+	struct fm_grow *rows; /* owned; NULL for a barrier */
 	size_t n;
-	fm_store_done_fn done; /* NULL once called (a retried job) */
+	fm_store_done_fn done; /* NULL: nobody waits */
 	void *arg;
 	struct gc_job *next;
 };
@@ -148,11 +162,13 @@ struct fm_state {
 	sqlite3 *db;
 	sqlite3_stmt *st[S__COUNT];
 	pthread_mutex_t lock; /* guards db and st */
-	pthread_mutex_t gc_lock; /* guards gc_head, gc_tail and gc_stop */
+	pthread_mutex_t gc_lock; /* guards gc_head, gc_tail, gc_stop, and
+	                            gc_nretry's writes */
 	pthread_cond_t gc_cond; /* the committer: a job queued, or stop */
 	struct gc_job *gc_head, *gc_tail; /* queued, not yet taken */
 	int gc_stop; /* GC_* (invariant 3) */
-	struct gc_job *gc_retry; /* committer only (invariant 2) */
+	struct fm_grow *gc_retry; /* committer only (invariant 2) */
+	size_t gc_nretry; /* rows of gc_retry */
 	pthread_t gc_thread;
 	int gc_started; /* the committer runs or must be joined */
 };
@@ -442,20 +458,20 @@ group_row(struct fm_state *s, const struct fm_grow *g)
 	return fm_sql_run(st);
 }
 
-/* Apply every row of a job list; the caller holds lock in a transaction. */
+/* Apply n rows; the caller holds lock in a transaction. */
 static int
-group_apply(struct fm_state *s, const struct gc_job *jobs)
+group_rows(struct fm_state *s, const struct fm_grow *rows, size_t n)
 {
-	int err = 0;
+	int err;
 
-	for (const struct gc_job *j = jobs; j != NULL; j = j->next)
-		for (size_t i = 0; i < j->n; i++)
-			if ((err = group_row(s, &j->rows[i])) != 0)
-				return err;
+	for (size_t i = 0; i < n; i++)
+		if ((err = group_row(s, &rows[i])) != 0)
+			return err;
 	return 0;
 }
 
-/* One transaction: the rows of failed batches again, then the batch's. */
+/* One transaction: the rows of failed batches again (gc_retry), then
+ * the batch's. */
 static int
 group_commit(struct fm_state *s, const struct gc_job *batch)
 {
@@ -465,13 +481,134 @@ group_commit(struct fm_state *s, const struct gc_job *batch)
 	err = fm_sql_run(s->st[S_BEGIN]);
 	if (err != 0)
 		goto out;
-	if ((err = group_apply(s, s->gc_retry)) != 0 ||
-	    (err = group_apply(s, batch)) != 0 ||
-	    (err = fm_sql_run(s->st[S_COMMIT])) != 0)
+	err = group_rows(s, s->gc_retry, s->gc_nretry);
+	for (const struct gc_job *j = batch; err == 0 && j != NULL; j = j->next)
+		err = group_rows(s, j->rows, j->n);
+	if (err == 0)
+		err = fm_sql_run(s->st[S_COMMIT]);
+	if (err != 0)
 		fm_sql_run(s->st[S_ROLLBACK]);
 out:
 	pthread_mutex_unlock(&s->lock);
 	return err;
+}
+
+/* ---- the retry set (invariant 2) ---- */
+
+/* A row being merged into gc_retry; seq is its place in queue order. */
+struct rrow {
+	const struct fm_grow *g;
+	size_t seq;
+};
+
+/* Rows of one (topic, group) sort CLEAR first, then offsets, then
+ * receipts (RECEIPT and RECEIPT_DEL share their keys). */
+static int
+key_class(enum fm_grow_kind k)
+{
+	return k == FM_GROW_CLEAR ? 0 : k == FM_GROW_OFFSET ? 1 : 2;
+}
+
+/* Order of the keys two rows write (0: the same row of state.db). */
+static int
+key_cmp(const struct fm_grow *a, const struct fm_grow *b)
+{
+	int c = strcmp(a->topic, b->topic);
+
+	if (c == 0)
+		c = strcmp(a->group, b->group);
+	if (c == 0)
+		c = key_class(a->kind) - key_class(b->kind);
+	if (c != 0 || a->kind == FM_GROW_CLEAR)
+		return c;
+	if (a->queue_id != b->queue_id)
+		return a->queue_id < b->queue_id ? -1 : 1;
+	/* an offset row's key is its queue; a receipt's, its queue offset */
+	if (a->kind == FM_GROW_OFFSET || a->offset == b->offset)
+		return 0;
+	return a->offset < b->offset ? -1 : 1;
+}
+
+static int
+rrow_cmp(const void *x, const void *y)
+{
+	const struct rrow *a = x, *b = y;
+	int c = key_cmp(a->g, b->g);
+
+	if (c != 0)
+		return c;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static void
+retry_count(struct fm_state *s, size_t n)
+{
+	pthread_mutex_lock(&s->gc_lock);
+	s->gc_nretry = n;
+	pthread_mutex_unlock(&s->gc_lock);
+}
+
+size_t
+fm_state_group_retry_rows(struct fm_state *s)
+{
+	size_t n;
+
+	pthread_mutex_lock(&s->gc_lock);
+	n = s->gc_nretry;
+	pthread_mutex_unlock(&s->gc_lock);
+	return n;
+}
+
+/* Merge the rows of a failed batch into gc_retry, collapsed: of each key
+ * only its last row, and no receipt row queued before the last CLEAR of
+ * its (topic, group); the result is in key order, so a CLEAR is applied
+ * before the receipts of its group that came after it. */
+static void
+retry_merge(struct fm_state *s, const struct gc_job *batch)
+{
+	size_t total = s->gc_nretry, m = 0, seq = 0;
+	const struct rrow *clear = NULL;
+	struct fm_grow *out;
+	struct rrow *v;
+
+	for (const struct gc_job *j = batch; j != NULL; j = j->next)
+		total += j->n;
+	if (total == s->gc_nretry)
+		return; /* barriers only: gc_retry is collapsed already */
+	v = xreallocarray(NULL, total, sizeof(*v));
+	for (size_t i = 0; i < s->gc_nretry; i++, seq++)
+		v[seq] = (struct rrow){&s->gc_retry[i], seq};
+	for (const struct gc_job *j = batch; j != NULL; j = j->next)
+		for (size_t i = 0; i < j->n; i++, seq++)
+			v[seq] = (struct rrow){&j->rows[i], seq};
+	qsort(v, total, sizeof(*v), rrow_cmp);
+	out = xreallocarray(NULL, total, sizeof(*out));
+	for (size_t i = 0; i < total; i++) {
+		const struct fm_grow *g = v[i].g;
+
+		if (i + 1 < total && key_cmp(g, v[i + 1].g) == 0)
+			continue; /* a later row of the same key replaces it */
+		if (g->kind == FM_GROW_CLEAR)
+			clear = &v[i];
+		else if (g->kind != FM_GROW_OFFSET && clear != NULL &&
+		    strcmp(clear->g->topic, g->topic) == 0 &&
+		    strcmp(clear->g->group, g->group) == 0 &&
+		    v[i].seq < clear->seq)
+			continue; /* the CLEAR after it deletes it */
+		out[m++] = *g;
+	}
+	free(v);
+	free(s->gc_retry);
+	s->gc_retry = out;
+	retry_count(s, m);
+}
+
+static void
+retry_clear(struct fm_state *s)
+{
+	free(s->gc_retry);
+	s->gc_retry = NULL;
+	retry_count(s, 0);
 }
 
 static void
@@ -488,39 +625,35 @@ jobs_free(struct gc_job *j)
 static void
 jobs_fire(struct gc_job *jobs, int err)
 {
-	for (struct gc_job *j = jobs; j != NULL; j = j->next) {
+	for (struct gc_job *j = jobs; j != NULL; j = j->next)
 		if (j->done != NULL)
 			j->done(j->arg, err);
-		j->done = NULL;
-	}
 }
 
-/* Commit a batch, report it, and keep it for the next transaction when
- * it failed (invariant 2). */
+/* Commit a batch and report it; when it failed, its rows join gc_retry
+ * (invariant 2). */
 static void
 group_batch(struct fm_state *s, struct gc_job *batch)
 {
 	int err = group_commit(s, batch);
-	struct gc_job **end = &s->gc_retry;
 
 	jobs_fire(batch, err);
 	if (err == 0) {
-		jobs_free(s->gc_retry);
-		jobs_free(batch);
-		s->gc_retry = NULL;
-		return;
+		retry_clear(s);
+	} else {
+		retry_merge(s, batch);
+		fm_error("state: group commit failed (%zu rows retried with "
+		         "the next): %s",
+		    s->gc_nretry, fm_err_msg(err));
 	}
-	fm_error("state: group commit failed (retried with the next): %s",
-	    fm_err_msg(err));
-	while (*end != NULL)
-		end = &(*end)->next;
-	*end = batch;
+	jobs_free(batch);
 }
 
 static void *
 committer_main(void *arg)
 {
 	struct fm_state *s = arg;
+	int drain;
 
 	pthread_mutex_lock(&s->gc_lock);
 	for (;;) {
@@ -537,7 +670,17 @@ committer_main(void *arg)
 		group_batch(s, batch);
 		pthread_mutex_lock(&s->gc_lock);
 	}
+	drain = s->gc_stop == GC_DRAIN;
 	pthread_mutex_unlock(&s->gc_lock);
+	/* closing: the rows of failed commits get one more chance */
+	if (drain && s->gc_nretry > 0) {
+		int err = group_commit(s, NULL);
+
+		if (err != 0)
+			fm_error("state: %zu rows of failed group commits are "
+			         "lost at close: %s",
+			    s->gc_nretry, fm_err_msg(err));
+	}
 	return NULL;
 }
 
@@ -559,7 +702,7 @@ fm_state_group_write_async(struct fm_state *s, struct fm_grow *rows, size_t n,
 			free(rows);
 			return -FM_E_INVALID;
 		}
-	if (n == 0) {
+	if (n == 0 && done == NULL) {
 		free(rows);
 		return 1;
 	}
@@ -598,8 +741,7 @@ fm_state_stop(struct fm_state *s, int commit)
 	s->gc_head = s->gc_tail = NULL;
 	jobs_fire(left, -FM_E_SHUTDOWN);
 	jobs_free(left);
-	jobs_free(s->gc_retry);
-	s->gc_retry = NULL;
+	retry_clear(s);
 }
 
 static void

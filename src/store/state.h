@@ -3,7 +3,9 @@
  *
  * Owns: topics, topic tombstones, consumer group settings, offsets and
  * in-flight receipts, the timer queue's delivery marks. synchronous=FULL:
- * a call that returned 0 survives a crash.
+ * what a synchronous call reported stored (0) survives a crash. The async
+ * group write is different: its 0 only means queued; it is durable once
+ * its done says 0.
  * Does not own: the consume queues or keys (index.db), the log.
  *
  * A tombstone (topic, log_offset) says: records of topic below log_offset
@@ -14,9 +16,13 @@
  * Group rows are written by a committer thread: fm_state_group_write_async
  * queues a caller's rows and returns; the thread commits whatever is
  * queued in one transaction (group commit) and then calls each caller's
- * done, in the order they were queued. A failed transaction's rows are
- * applied again ahead of the next ones, so state.db always holds the
- * rows of a prefix of the calls (state.c).
+ * done, in the order they were queued. A call without rows is a barrier:
+ * its done comes once everything queued before it is committed. A failed
+ * transaction's rows are applied again, collapsed by key (only the last
+ * row of each offset or receipt counts), ahead of the next ones until
+ * one commits: state.db always holds the result of the rows of a prefix
+ * of the calls, in order, and what is kept for the retry grows with the
+ * keys written meanwhile, not with the calls (state.c).
  *
  * Threads: every function is safe from any thread (one connection behind
  * a mutex; topic changes are rare, group rows are batched).
@@ -78,6 +84,9 @@ int fm_state_group_conf_list(
 int fm_state_group_write_async(struct fm_state *s, struct fm_grow *rows,
     size_t n, fm_store_done_fn done, void *arg);
 int fm_state_group_load(struct fm_state *s, struct fm_grow **out, size_t *n);
+/* Rows of failed commits kept for the retry (see above; 0 once one
+ * commits). */
+size_t fm_state_group_retry_rows(struct fm_state *s);
 
 /* See fm_store_timer_load and fm_store_timer_mark (store.h). */
 int fm_state_timer_load(

@@ -1651,4 +1651,5 @@ fm_store_stats(struct fm_store *st, struct fm_store_stats *out)
 	out->writable = st->writable;
 	out->appended_records = st->appended;
 	pthread_mutex_unlock(&st->qlock);
+	out->group_retry_rows = fm_state_group_retry_rows(st->state);
 }

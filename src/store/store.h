@@ -213,23 +213,35 @@ struct fm_grow {
  * rows is a malloc'd array the store owns from the call on. Calls are
  * committed in the order they were made (two calls of one thread, or of
  * threads ordered by a lock held across the calls, commit in that order),
- * so state.db always holds the rows of a prefix of the calls; rows of a
- * failed transaction are applied again ahead of later rows until one
- * commits. Returns 1 when n is 0 (done is never called), 0 when
- * done(arg, err) will be called once, from the committer thread, after
- * the transaction holding the rows: err 0 when it committed
- * (synchronous=FULL), else its error (the rows may still become durable
- * with a later transaction); or a negative error, done never called:
- * -FM_E_INVALID (a row of an unknown kind; nothing is queued),
- * -FM_E_SHUTDOWN (the store is closing). A store closed with
- * fm_store_close commits every call made before; fm_store_abandon tells
- * them -FM_E_SHUTDOWN instead. done may be NULL when nobody waits (a
- * failed commit is logged either way); it must not block nor call a
- * synchronous store function: it delays every later commit. */
+ * so state.db always holds the result of the rows of a prefix of the
+ * calls, in order. The rows of a failed transaction are applied again,
+ * ahead of later rows, until one commits; they are kept collapsed by key
+ * (rows are idempotent upserts and deletes: of each offset or receipt
+ * only the last row counts, a CLEAR drops the receipt rows before it),
+ * so what a persistent failure keeps grows with the offsets and receipts
+ * written meanwhile, not with the number of calls.
+ * Returns 0 when done(arg, err) will be called once, from the committer
+ * thread, after the transaction holding the rows: err 0 when it
+ * committed (synchronous=FULL), else its error (the rows are retried
+ * with later transactions and may still become durable, so done's error
+ * says "not known durable", not "undone"). n 0 with a done is a barrier:
+ * done comes, in order, once every call made before is committed (err 0)
+ * or with the error of the transaction that failed to. Returns 1 when n
+ * is 0 and done is NULL (nothing to do), or a negative error, done never
+ * called: -FM_E_INVALID (a row of an unknown kind; nothing is queued),
+ * -FM_E_SHUTDOWN (the store is closing). fm_store_close first puts
+ * every call made before through a commit, each done told how it went;
+ * rows whose commit failed are tried once more, and if that fails too
+ * they are lost (logged; their calls were told the error).
+ * fm_store_abandon tells the calls the committer has not taken yet
+ * -FM_E_SHUTDOWN instead, and drops failed rows. done may be NULL when
+ * nobody waits (a failed commit is logged either way); it must not block
+ * nor call a synchronous store function: it delays every later commit. */
 int fm_store_group_write_async(struct fm_store *st, struct fm_grow *rows,
     size_t n, fm_store_done_fn done, void *arg);
-/* fm_store_group_write_async of a copy of rows, waiting for its commit:
- * 0, or the error of the shared transaction. */
+/* fm_store_group_write_async of a copy of rows, waiting for its commit
+ * (n 0: for every call made before to be committed): 0, or the error of
+ * the shared transaction. */
 int fm_store_group_write(
     struct fm_store *st, const struct fm_grow *rows, size_t n);
 /* Every OFFSET and RECEIPT row, offsets first. *out is new (free()). */
@@ -267,6 +279,8 @@ struct fm_store_stats {
 	double disk_used_ratio; /* of the file system holding root */
 	int writable; /* 0 when appends are refused */
 	uint64_t appended_records; /* since start */
+	size_t group_retry_rows; /* of failed group commits, kept to be
+	                            applied again (fm_store_group_write_async) */
 };
 void fm_store_stats(struct fm_store *st, struct fm_store_stats *out);
 

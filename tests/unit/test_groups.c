@@ -21,12 +21,16 @@
  * queue order on the committer thread; a failed sync reaches every call
  * of its batch and the rows are applied again with the next commit; a
  * close commits what is queued, an abandon commits a prefix and tells
- * the rest -FM_E_SHUTDOWN; the broker's async receive, ack, nack and
- * reset report through done, and a receive whose commit failed gives its
- * messages back after invisible. Syncs are counted and failed through a
- * VFS over SQLite's (fixture.h); the committer is held busy by a done
- * that waits for the test (a done must not block: here that is the
- * point).
+ * the rest -FM_E_SHUTDOWN; while commits fail, the rows kept for the
+ * retry are collapsed by key (a few rows for hundreds of failed calls
+ * rewriting the same keys) without changing what state.db gets, and a
+ * close tries them once more. The broker's async receive, ack, nack and
+ * reset report through done; a receive whose commit failed gives its
+ * messages back after invisible; an ack of a handle made stale by an
+ * ack still queued completes only after that one. Syncs are counted and
+ * failed through a VFS over SQLite's (fixture.h); the committer is held
+ * busy by a done that waits for the test (a done must not block: here
+ * that is the point).
  *
  * Waiting is always on a watch: the group's watch topic for messages
  * that become visible again, the DLQ topic's queue for dead letters.
@@ -825,7 +829,15 @@ test_async_calls(void **state)
 	assert_int_equal(errs[1], -FM_E_INVALID);
 	free(causes[1]);
 	assert_int_equal(fm_store_wait_end(&w, 0), 0);
-	/* a stale handle only: nothing to commit */
+	/* a stale handle only: nothing to commit, but done still comes
+	 * (after what was queued before); without a done, 1 */
+	fm_store_wait_init(&w);
+	assert_int_equal(fm_broker_group_settle_async(f->b, "t", "g", 0, -1, h,
+	                     1, errs, causes, fm_store_wait_done, &w, NULL),
+	    0);
+	assert_int_equal(errs[0], -FM_E_GONE);
+	free(causes[0]);
+	assert_int_equal(fm_store_wait_end(&w, 0), 0);
 	assert_int_equal(fm_broker_group_settle_async(f->b, "t", "g", 0, -1, h,
 	                     1, errs, causes, NULL, NULL, NULL),
 	    1);
@@ -877,6 +889,138 @@ test_async_commit_failure(void **state)
 	assert_non_null(strstr(cause, "cannot store the group state"));
 	free(cause);
 	fm_recv_result_free(&r);
+}
+
+/* A handle made stale by an ack still queued for commit is answered
+ * stale only after that ack is durable: its done comes after the ack's,
+ * never at once. The committer is held by the done of a receive of
+ * another group. */
+static void
+test_stale_after_durable(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT, x = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {8, 60000, NULL, 0};
+	char *causes[1] = {NULL};
+	const char *h[1];
+	struct rec rc;
+	int errs[1];
+
+	rec_init(&rc);
+	publish(f, "t", "x", NULL);
+	recv_n(f, "t", "g", 8, 60000, NULL, &r);
+	h[0] = r.receipts[0];
+	assert_int_equal(fm_broker_group_receive_async(f->b, "t", "hold", &o,
+	                     &x, rec_done, &jobs[0], NULL),
+	    0);
+	rec_wait(&rc, 0, 1);
+	assert_int_equal(fm_broker_group_settle_async(f->b, "t", "g", 0, -1, h,
+	                     1, errs, causes, rec_done, &jobs[1], NULL),
+	    0);
+	assert_int_equal(errs[0], 0);
+	assert_int_equal(fm_broker_group_settle_async(f->b, "t", "g", 0, -1, h,
+	                     1, errs, causes, rec_done, &jobs[2], NULL),
+	    0);
+	assert_int_equal(errs[0], -FM_E_GONE);
+	free(causes[0]);
+	pthread_mutex_lock(&rc.m);
+	assert_int_equal(rc.n, 1);
+	pthread_mutex_unlock(&rc.m);
+	rec_open(&rc);
+	rec_wait(&rc, 3, 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rc.order[i], i);
+		assert_int_equal(rc.errs[i], 0);
+	}
+	fm_recv_result_free(&x);
+	fm_recv_result_free(&r);
+	rec_destroy(&rc);
+}
+
+/* One row of ("t", group) for the retry tests. */
+static struct fm_grow
+grow(enum fm_grow_kind kind, const char *group, uint64_t off, uint64_t nonce)
+{
+	struct fm_grow g;
+
+	memset(&g, 0, sizeof(g));
+	g.kind = kind;
+	snprintf(g.topic, sizeof(g.topic), "t");
+	snprintf(g.group, sizeof(g.group), "%s", group);
+	g.offset = off;
+	g.nonce = nonce;
+	g.next = nonce;
+	return g;
+}
+
+#define FAILING 300
+
+/* While commits fail, the rows kept for the retry grow with the keys
+ * written, not with the calls: FAILING calls rewriting the same few
+ * receipts and offsets keep a few rows. The rows are collapsed without
+ * changing what state.db gets: the last row of each key, receipts
+ * deleted or cleared by a later row stay away, those written after a
+ * CLEAR stay. A close tries the kept rows once more. */
+static void
+test_retry_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct own_store os;
+	struct fm_store_stats ss;
+	struct fm_grow *v = NULL, r[3];
+	size_t n = 0;
+	int seen[3] = {0};
+
+	own_open(f, "store", &os);
+	r[0] = grow(FM_GROW_RECEIPT, "g", 7, 1);
+	r[1] = grow(FM_GROW_RECEIPT, "h", 7, 1);
+	assert_int_equal(fm_store_group_write(os.st, r, 2), 0);
+	fx_state_fail_syncs(1);
+	for (uint64_t i = 1; i <= FAILING; i++) {
+		r[0] = grow(FM_GROW_RECEIPT, "g", i % 3, i);
+		r[1] = grow(FM_GROW_OFFSET, "g", 0, i);
+		r[2] = grow(FM_GROW_RECEIPT, "h", 8, i);
+		if (i == FAILING / 2)
+			r[2] = grow(FM_GROW_CLEAR, "g", 0, 0);
+		if (i == FAILING - 1)
+			r[2] = grow(FM_GROW_RECEIPT_DEL, "g", 1, 0);
+		assert_int_equal(fm_store_group_write(os.st, r, 3), -FM_E_IO);
+	}
+	fm_store_stats(os.st, &ss);
+	/* g: CLEAR, offsets, receipts 0 1 2; h: receipt 8 */
+	assert_true(ss.group_retry_rows > 0);
+	assert_true(ss.group_retry_rows <= 6);
+	fx_state_fail_syncs(0);
+	fm_store_close(os.st);
+	assert_int_equal(fm_store_open(&os.o, &os.st), 0);
+	fm_store_stats(os.st, &ss);
+	assert_int_equal(ss.group_retry_rows, 0);
+	assert_int_equal(fm_store_group_load(os.st, &v, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind == FM_GROW_OFFSET) {
+			assert_string_equal(v[i].group, "g");
+			assert_int_equal(v[i].next, FAILING);
+			seen[0]++;
+		} else if (strcmp(v[i].group, "g") == 0) {
+			/* 7 was cleared, 1 deleted; 0 and 2 as last written */
+			assert_true(v[i].offset == 0 || v[i].offset == 2);
+			assert_int_equal(v[i].nonce % 3, v[i].offset);
+			assert_true(v[i].nonce > FAILING - 3);
+			seen[1]++;
+		} else {
+			/* h is not g: its rows are kept around g's CLEAR */
+			assert_string_equal(v[i].group, "h");
+			assert_true(v[i].offset == 7 || v[i].offset == 8);
+			assert_int_equal(
+			    v[i].nonce, v[i].offset == 7 ? 1 : FAILING);
+			seen[2]++;
+		}
+	}
+	assert_int_equal(seen[0], 1);
+	assert_int_equal(seen[1], 2);
+	assert_int_equal(seen[2], 2);
+	free(v);
+	fm_store_close(os.st);
 }
 
 static void
@@ -1174,6 +1318,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_async_calls, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_async_commit_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_stale_after_durable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_retry_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_store_group_conf, setup, teardown),
