@@ -224,9 +224,10 @@ int fm_broker_unwatch(struct fm_broker *b, struct fm_watch *w);
  * thread, possibly before the call returned: err 0 once the changes are
  * durable, else the commit's error (-FM_E_IO, ...; -FM_E_SHUTDOWN when
  * the node stops first), which means "not known durable": the changes
- * stand in memory and their rows go with later commits. It must not
- * block and must not call the synchronous group functions (they wait
- * for the thread running it): hand the result to your own thread or
+ * stand in memory and their rows go with later commits (but a failed
+ * receive is undone first, see fm_broker_group_receive_async). It must
+ * not block and must not call the synchronous group functions (they
+ * wait for the thread running it): hand the result to your own thread or
  * event loop (e.g. a locked queue and lws_cancel_service, or
  * MHD_resume_connection) and do the rest there. Every commit delays the
  * ones queued after it, so done should take microseconds.
@@ -284,9 +285,12 @@ int fm_broker_group_receive(struct fm_broker *b, const char *topic,
  * past messages the tag filter skips, commit in the background). 0: out
  * holds messages, which may be sent only once done says 0: no handle may
  * exist for a delivery that is not durable. After a failed commit the
- * caller drops them (fm_recv_result_free); they come back after
- * invisible_ms like any unacked message. out stays the caller's: done
- * never touches it. */
+ * caller drops them (fm_recv_result_free): before done is called the
+ * receive is undone, so that it does not count as a delivery: each of
+ * its messages not handed out again since is visible to the group at
+ * once, with the reconsumeTimes it had before. A receive that returns
+ * an error is undone likewise. out stays the caller's: done never
+ * touches it. */
 int fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
     const char *group, const struct fm_recv_opts *opts,
     struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause);

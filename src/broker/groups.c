@@ -23,7 +23,10 @@
  *   3. An entry is handed out only when visible_at <= now, it is not
  *      being moved to the DLQ (dlq), and reconsume < maxReconsumeTimes:
  *      one whose last allowed delivery failed waits for the timer, which
- *      moves it to the DLQ.
+ *      moves it to the DLQ. reconsume is that of the entry's last
+ *      delivery (a delivery adds one), -1 while it had none: a new
+ *      message enters ents at -1 when handed out, and a failed receive
+ *      puts it back there (Failed receives).
  *   4. seq only grows; it moves whenever the group may have something new
  *      to hand out (append, visibility reached, a queue's oldest message
  *      done, which unblocks a FIFO receive, reset), and the move is
@@ -38,7 +41,8 @@
  * All of it is guarded by gs->lock, never held across a store commit or a
  * publish (queuing rows for a commit only takes the committer's queue
  * lock, a leaf). Groups are never freed before fm_groups_close, so a
- * pointer to one stays valid without the lock.
+ * pointer to one stays valid without the lock (and fm_groups_close
+ * first waits for the completions that may still touch them).
  *
  * Settings: gs->confs holds exactly the rows of the store's group
  * settings (loaded at open); a group points at the settings of its name
@@ -69,6 +73,21 @@
  * above next move next up: a crash can only cause a redelivery, never a
  * skip. Rows that describe no answer (an empty receive's skips, DLQ
  * moves) are queued the same way, in the background.
+ *
+ * Failed receives: a receive whose commit reports an error, or that
+ * fails reading, answers an error, so nobody got its messages and it
+ * must not count as a delivery. It is undone (undo_locked; for a failed
+ * commit by recv_done, on the committer thread, the one time that thread
+ * takes gs->lock): every entry it handed out whose nonce is still the
+ * one it gave gets no nonce, its reconsume back and visible_at now (the
+ * timer announces it), and the compensating receipt rows are queued.
+ * recv_done queues them before the committer takes its next batch, and
+ * the failed rows are retried from the store's retry set ahead of that
+ * batch, so both commit in one transaction: state.db converges to the
+ * undone state. An entry the timer was moving to the DLQ meanwhile (a
+ * commit slower than invisible) stays in the group: a copy already sent
+ * to the DLQ is a duplicate, not a loss. An entry handed out again since
+ * (new nonce) belongs to that later receive.
  */
 #include "config.h" /* first: it defines _GNU_SOURCE */
 
@@ -107,7 +126,8 @@ static const int64_t ladder_ms[] = {10000, 30000, 60000, 120000, 180000, 240000,
 struct gent {
 	uint64_t off; /* queue offset */
 	uint64_t nonce; /* live receipt, 0 for none (invariant 2) */
-	uint32_t reconsume; /* reconsumeTimes of the last delivery */
+	int32_t reconsume; /* reconsumeTimes of the last delivery, -1 while
+	                      there was none (Failed receives) */
 	int64_t visible_at; /* epoch ms it may be handed out again */
 	unsigned armed : 1; /* visible_at not yet announced by the timer */
 	unsigned dlq : 1; /* being copied to the DLQ */
@@ -634,6 +654,13 @@ fm_recv_result_free(struct fm_recv_result *r)
 	r->receipts = NULL;
 }
 
+/* One delivery of a receive: which entry, under which nonce. */
+struct handed {
+	uint32_t qi;
+	uint64_t off;
+	uint64_t nonce;
+};
+
 struct recv {
 	struct fm_groups *gs;
 	struct group *g;
@@ -644,6 +671,18 @@ struct recv {
 	struct fm_recv_result *out;
 	struct rows rs;
 	size_t limit; /* stop taking from this queue at this many messages */
+	struct handed *handed; /* owned, one per message of out */
+};
+
+/* A receive whose commit is queued: its caller's completion, and what
+ * to undo if the commit fails. */
+struct recv_undo {
+	struct fm_groups *gs;
+	struct group *g;
+	struct handed *handed; /* owned */
+	size_t n;
+	fm_done_fn done;
+	void *arg;
 };
 
 /* Retention raced us: the record is gone; the message is done. */
@@ -653,7 +692,8 @@ skippable(int rc)
 	return rc == -FM_E_GONE || rc == -FM_E_NOT_FOUND;
 }
 
-/* The last message read goes out under e's new delivery. */
+/* The last message read goes out under e's new delivery, noted in
+ * rv->handed in case the receive fails (Failed receives). */
 static void
 hand_out(struct recv *rv, uint32_t qi, struct gent *e)
 {
@@ -661,14 +701,18 @@ hand_out(struct recv *rv, uint32_t qi, struct gent *e)
 	size_t i = out->msgs.n - 1;
 
 	e->nonce = nonce_next(rv->gs);
+	e->reconsume++;
 	e->visible_at = rv->now + rv->opts->invisible_ms;
 	e->armed = 1;
 	timer_schedule(rv->gs, e->visible_at);
-	out->msgs.items[i].rec.reconsume_times = e->reconsume;
+	out->msgs.items[i].rec.reconsume_times = (uint32_t)e->reconsume;
 	out->receipts =
 	    xreallocarray(out->receipts, out->msgs.n, sizeof(*out->receipts));
 	receipt_encode(rv->g, qi, e, out->receipts[i]);
 	row_receipt(&rv->rs, rv->g, qi, e);
+	rv->handed =
+	    xreallocarray(rv->handed, out->msgs.n, sizeof(*rv->handed));
+	rv->handed[i] = (struct handed){qi, e->off, e->nonce};
 }
 
 static void
@@ -698,7 +742,7 @@ static int
 take_again(struct recv *rv, uint32_t qi, int *changed)
 {
 	struct gqueue *q = &rv->g->q[qi];
-	uint32_t maxre = (uint32_t)rv->gs->b->cfg->max_reconsume_times;
+	int maxre = rv->gs->b->cfg->max_reconsume_times;
 
 	/* FIFO: only the oldest in flight may go out, so a retry keeps its
 	 * place before the messages behind it */
@@ -721,7 +765,6 @@ take_again(struct recv *rv, uint32_t qi, int *changed)
 		}
 		if (rc < 0)
 			return rc;
-		e->reconsume++;
 		hand_out(rv, qi, e);
 		i++;
 	}
@@ -733,7 +776,7 @@ static int
 take_one(struct recv *rv, uint32_t qi, const struct fm_cq_entry *ce)
 {
 	struct gqueue *q = &rv->g->q[qi];
-	struct gent e = {q->next, 0, 0, 0, 0, 0};
+	struct gent e = {q->next, 0, -1, 0, 0, 0};
 	struct fm_msg_list *l = &rv->out->msgs;
 	int rc;
 
@@ -800,17 +843,77 @@ take_queue(struct recv *rv, uint32_t qi)
 	return 0;
 }
 
-/* Lock held: queue the rows of a receive that took what out holds (or
- * failed with rc). Returns the receive's result (broker.h). */
+/* Lock held: undo the n deliveries of a receive that failed (Failed
+ * receives), each only while its entry still has the nonce it gave; the
+ * compensating rows go to rs. */
+static void
+undo_locked(struct fm_groups *gs, struct group *g, const struct handed *h,
+    size_t n, struct rows *rs)
+{
+	int64_t now = fm_now_ms();
+	int any = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct gent *e = ent_find(&g->q[h[i].qi], h[i].off);
+
+		if (e == NULL || e->nonce != h[i].nonce)
+			continue;
+		e->nonce = 0;
+		e->reconsume--;
+		e->visible_at = now;
+		e->armed = 1;
+		e->dlq = 0;
+		row_receipt(rs, g, h[i].qi, e);
+		any = 1;
+	}
+	if (any)
+		timer_schedule(gs, now);
+}
+
+/* The done of a receive's commit: undo the receive if it failed, then
+ * tell the caller. Runs on the store's committer thread. */
+static void
+recv_done(void *arg, int err)
+{
+	struct recv_undo *u = arg;
+
+	if (err != 0) {
+		struct rows rs = {NULL, 0, 0};
+
+		pthread_mutex_lock(&u->gs->lock);
+		undo_locked(u->gs, u->g, u->handed, u->n, &rs);
+		rows_queue(u->gs, &rs, NULL, NULL);
+		pthread_mutex_unlock(&u->gs->lock);
+	}
+	u->done(u->arg, err);
+	free(u->handed);
+	free(u);
+}
+
+/* Lock held: queue the rows of a receive that took what out holds, or
+ * failed with rc. Returns the receive's result (broker.h); when it is an
+ * error, what the receive handed out is undone at once. */
 static int
 recv_queue(struct recv *rv, int rc, fm_done_fn done, void *arg)
 {
-	/* after an error, what was handed out comes back after invisible */
-	if (rc < 0 || rv->out->msgs.n == 0) {
-		rows_queue(rv->gs, &rv->rs, NULL, NULL);
-		return rc < 0 ? rc : 1;
+	size_t n = rv->out->msgs.n;
+	struct recv_undo *u;
+
+	if (rc == 0 && n > 0) {
+		u = xmalloc(sizeof(*u));
+		*u =
+		    (struct recv_undo){rv->gs, rv->g, rv->handed, n, done, arg};
+		rc = rows_queue(rv->gs, &rv->rs, recv_done, u);
+		if (rc == 0) {
+			rv->handed = NULL; /* u's now */
+			return 0;
+		}
+		free(u); /* nothing was queued */
 	}
-	return rows_queue(rv->gs, &rv->rs, done, arg);
+	if (rc < 0)
+		undo_locked(rv->gs, rv->g, rv->handed, n, &rv->rs);
+	rows_queue(rv->gs, &rv->rs, NULL, NULL);
+	return rc < 0 ? rc : 1;
 }
 
 int
@@ -819,7 +922,7 @@ fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
     struct fm_recv_result *out, fm_done_fn done, void *arg, char **cause)
 {
 	struct recv rv = {
-	    b->groups, NULL, opts, 0, {0}, 0, out, {NULL, 0, 0}, 0};
+	    b->groups, NULL, opts, 0, {0}, 0, out, {NULL, 0, 0}, 0, NULL};
 	struct fm_topic_conf tc;
 	int rc = 0, qrc;
 
@@ -855,6 +958,7 @@ fm_broker_group_receive_async(struct fm_broker *b, const char *topic,
 	atomic_fetch_add(&b->pulled_msgs, out->msgs.n);
 out:
 	filter_free(&rv.f);
+	free(rv.handed);
 	return rc;
 }
 
@@ -878,11 +982,12 @@ fm_broker_group_receive(struct fm_broker *b, const char *topic,
 /* ---- ack and nack ---- */
 
 static int64_t
-ladder(uint32_t reconsume)
+ladder(int32_t reconsume)
 {
 	size_t n = sizeof(ladder_ms) / sizeof(ladder_ms[0]);
+	size_t i = (size_t)reconsume; /* >= 0: the entry was delivered */
 
-	return ladder_ms[reconsume < n ? reconsume : n - 1];
+	return ladder_ms[i < n ? i : n - 1];
 }
 
 struct settle {
@@ -899,7 +1004,7 @@ struct settle {
 static int
 settle_one(struct settle *s, const char *handle, char **cause)
 {
-	uint32_t maxre = (uint32_t)s->gs->b->cfg->max_reconsume_times;
+	int maxre = s->gs->b->cfg->max_reconsume_times;
 	struct receipt r;
 	struct gent *e = NULL;
 	struct gqueue *q;
@@ -991,7 +1096,7 @@ fm_broker_group_settle(struct fm_broker *b, const char *topic,
 struct dlq_cand {
 	uint32_t qi;
 	uint64_t off;
-	uint32_t reconsume;
+	int32_t reconsume;
 };
 
 /* Split "a\0b\0" into pointers (into s). */
@@ -1035,7 +1140,7 @@ prop_in(const char *name, const struct fm_prop *v, size_t n)
  * to the broker (publish.c), so the copy is a system publish. */
 static int
 dlq_publish(struct fm_broker *b, const char *dlq, const struct fm_message *m,
-    uint32_t reconsume, char **cause)
+    int reconsume, char **cause)
 {
 	const struct fm_record *r = &m->rec;
 	const char *keys[DLQ_MAX_FIELDS], *kv[2 * DLQ_MAX_FIELDS];
@@ -1055,7 +1160,7 @@ dlq_publish(struct fm_broker *b, const char *dlq, const struct fm_message *m,
 	snprintf(qid, sizeof(qid), "%u", r->queue_id);
 	snprintf(
 	    qoff, sizeof(qoff), "%llu", (unsigned long long)r->queue_offset);
-	snprintf(times, sizeof(times), "%u", reconsume);
+	snprintf(times, sizeof(times), "%d", reconsume);
 	for (size_t i = 0; i + 1 < nkv; i += 2)
 		if (!prop_in(kv[i], origin, DLQ_PROPS))
 			props[pm.nprops++] = (struct fm_prop){kv[i], kv[i + 1]};
@@ -1109,7 +1214,7 @@ static size_t
 dlq_collect(
     struct fm_groups *gs, struct group *g, int64_t now, struct dlq_cand **out)
 {
-	uint32_t maxre = (uint32_t)gs->b->cfg->max_reconsume_times;
+	int maxre = gs->b->cfg->max_reconsume_times;
 	size_t n = 0, cap = 0;
 
 	*out = NULL;
@@ -1180,7 +1285,7 @@ static size_t
 timer_scan(struct fm_groups *gs, int64_t now, struct group ***wake,
     uint64_t **seqs, struct group ***dead, size_t *ndead)
 {
-	uint32_t maxre = (uint32_t)gs->b->cfg->max_reconsume_times;
+	int maxre = gs->b->cfg->max_reconsume_times;
 	int64_t next = INT64_MAX;
 	size_t n = 0, cap = 0, dcap = 0;
 
@@ -1716,6 +1821,11 @@ fm_groups_close(struct fm_groups *gs)
 		pthread_mutex_unlock(&gs->lock);
 		pthread_join(gs->timer, NULL);
 	}
+	/* a failed receive's done undoes it here (Failed receives): wait
+	 * for the done of every call queued so far, through a barrier (a
+	 * crash test abandons the store first, which calls them all) */
+	if (gs->b->st != NULL)
+		(void)fm_store_group_write(gs->b->st, NULL, 0);
 	for (struct group *g = gs->list; g != NULL; g = next) {
 		next = g->next;
 		for (uint32_t qi = 0; qi < g->nq; qi++)

@@ -19,7 +19,9 @@ struct fm_groups;
 /* Load every group's offsets and receipts from the store and start the
  * visibility timer. The store must be open. *out is new. */
 int fm_groups_open(struct fm_broker *b, struct fm_groups **out);
-/* Stop the timer and free. Before the store closes. NULL is a no-op. */
+/* Stop the timer, wait for the completions of the group calls queued
+ * so far (one of a failed receive undoes it in the groups), and free.
+ * Before the store closes. NULL is a no-op. */
 void fm_groups_close(struct fm_groups *gs);
 /* The store made queue queue_id of topic readable below max_offset:
  * wake the receivers of every group of topic. Must not block. */

@@ -770,7 +770,7 @@ row_grow(sqlite3_stmt *st, void *elem, void *arg)
 		g->next = (uint64_t)sqlite3_column_int64(st, 4);
 	} else {
 		g->nonce = (uint64_t)sqlite3_column_int64(st, 4);
-		g->reconsume = (uint32_t)sqlite3_column_int64(st, 5);
+		g->reconsume = (int32_t)sqlite3_column_int64(st, 5);
 		g->visible_at = sqlite3_column_int64(st, 6);
 	}
 }

@@ -204,7 +204,9 @@ struct fm_grow {
 	                    it is done); RECEIPT: the message's queue offset */
 	uint64_t next; /* OFFSET: next queue offset never handed out */
 	uint64_t nonce; /* RECEIPT: the delivery's nonce (0: no live handle) */
-	uint32_t reconsume; /* RECEIPT: reconsumeTimes of that delivery */
+	int32_t reconsume; /* RECEIPT: reconsumeTimes of that delivery; -1
+	                      when there was none (every receive that handed
+	                      the message out failed to commit, groups.c) */
 	int64_t visible_at; /* RECEIPT: epoch ms it becomes visible again */
 };
 

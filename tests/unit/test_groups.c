@@ -25,12 +25,14 @@
  * retry are collapsed by key (a few rows for hundreds of failed calls
  * rewriting the same keys) without changing what state.db gets, and a
  * close tries them once more. The broker's async receive, ack, nack and
- * reset report through done; a receive whose commit failed gives its
- * messages back after invisible; an ack of a handle made stale by an
- * ack still queued completes only after that one. Syncs are counted and
- * failed through a VFS over SQLite's (fixture.h); the committer is held
- * busy by a done that waits for the test (a done must not block: here
- * that is the point).
+ * reset report through done; a receive whose commit failed is undone
+ * (its message is handed out again at once with the same
+ * reconsumeTimes, never sent to the DLQ for it, and state.db converges
+ * once commits work); an ack of a handle made stale by an ack still
+ * queued completes only after that one. Syncs are counted and failed
+ * through a VFS over SQLite's (fixture.h); the committer is held busy by
+ * a done that waits for the test (a done must not block: here that is
+ * the point).
  *
  * Waiting is always on a watch: the group's watch topic for messages
  * that become visible again, the DLQ topic's queue for dead letters.
@@ -854,8 +856,8 @@ test_async_calls(void **state)
 }
 
 /* A receive whose commit failed: done says so, its messages may not go
- * out, and they come back after invisible; an ack whose commit failed is
- * an error of the call. */
+ * out, and they are visible again at once, as if never handed out; an
+ * ack whose commit failed is an error of the call. */
 static void
 test_async_commit_failure(void **state)
 {
@@ -879,7 +881,7 @@ test_async_commit_failure(void **state)
 	fm_recv_result_free(&r);
 	recv_n(f, "t", "g", 8, 60000, NULL, &r);
 	assert_int_equal(r.msgs.n, 1);
-	assert_int_equal(r.msgs.items[0].rec.reconsume_times, 1);
+	assert_int_equal(r.msgs.items[0].rec.reconsume_times, 0);
 	h[0] = r.receipts[0];
 	fx_state_fail_syncs(1);
 	assert_int_equal(fm_broker_group_settle(
@@ -889,6 +891,85 @@ test_async_commit_failure(void **state)
 	assert_non_null(strstr(cause, "cannot store the group state"));
 	free(cause);
 	fm_recv_result_free(&r);
+}
+
+/* The receipt rows of (topic, group) in state.db, read through a
+ * connection of its own while the broker runs. */
+static size_t
+stored_receipts(struct fx *f, const char *topic, const char *group,
+    struct fm_grow *out, size_t max)
+{
+	struct fm_state *s = NULL;
+	struct fm_grow *v = NULL;
+	char path[300];
+	size_t n = 0, k = 0;
+
+	snprintf(path, sizeof(path), "%s/state.db", f->dir);
+	assert_int_equal(fm_state_open(path, &s), 0);
+	assert_int_equal(fm_state_group_load(s, &v, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].kind == FM_GROW_RECEIPT &&
+		    strcmp(v[i].topic, topic) == 0 &&
+		    strcmp(v[i].group, group) == 0 && k < max)
+			out[k++] = v[i];
+	free(v);
+	fm_state_close(s);
+	return k;
+}
+
+/* While state.db's syncs fail, every receive fails and is undone: the
+ * message is handed out again at once by the next one, with
+ * reconsumeTimes 0 each time, so more failed receives than
+ * maxReconsumeTimes (1 here) neither hide it nor send it to the DLQ.
+ * Once syncs work, the next commit brings state.db to the undone state
+ * too (no live nonce, never delivered), and the message goes out with
+ * reconsumeTimes 0. */
+static void
+test_failed_receive_undone(void **state)
+{
+	struct fx *f = *state;
+	struct fm_recv_result r = FM_RECV_RESULT_INIT;
+	struct fm_recv_opts o = {8, 60000, NULL, 0};
+	struct fm_topic_conf tc;
+	struct fm_store_wait w;
+	struct fm_grow rows[4];
+	char *cause = NULL;
+
+	publish(f, "t", "x", NULL);
+	fx_state_fail_syncs(1);
+	for (int i = 0; i < 4; i++) {
+		fm_store_wait_init(&w);
+		assert_int_equal(fm_broker_group_receive_async(f->b, "t", "g",
+		                     &o, &r, fm_store_wait_done, &w, NULL),
+		    0);
+		assert_int_equal(r.msgs.n, 1);
+		assert_int_equal(r.msgs.items[0].rec.reconsume_times, 0);
+		assert_int_equal(fm_store_wait_end(&w, 0), -FM_E_IO);
+		fm_recv_result_free(&r);
+		/* the synchronous form is undone the same way */
+		assert_int_equal(
+		    fm_broker_group_receive(f->b, "t", "g", &o, &r, &cause),
+		    -FM_E_IO);
+		assert_null(r.receipts);
+		free(cause);
+		cause = NULL;
+	}
+	fx_state_fail_syncs(0);
+	/* an unrelated commit carries the rows kept from the failures */
+	recv_n(f, "t", "other", 8, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 1);
+	fm_recv_result_free(&r);
+	assert_int_equal(stored_receipts(f, "t", "g", rows, 4), 1);
+	assert_int_equal(rows[0].nonce, 0);
+	assert_int_equal(rows[0].reconsume, -1);
+	assert_true(rows[0].visible_at <= fm_now_ms());
+	recv_n(f, "t", "g", 8, 60000, NULL, &r);
+	assert_int_equal(r.msgs.n, 1);
+	assert_int_equal(r.msgs.items[0].rec.reconsume_times, 0);
+	fm_recv_result_free(&r);
+	assert_int_equal(
+	    fm_broker_topic_get(f->b, "%DLQ%g", &tc, &cause), -FM_E_NOT_FOUND);
+	free(cause);
 }
 
 /* A handle made stale by an ack still queued for commit is answered
@@ -1318,6 +1399,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_async_calls, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_async_commit_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_failed_receive_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_stale_after_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
