@@ -11,8 +11,8 @@
  *
  * Invariants:
  *  1. A received message is queued for the client only once its receipt
- *     is durable; after a failed commit it is dropped and comes back
- *     after its invisible time, like any message not acked.
+ *     is durable; after a failed commit the broker has undone the
+ *     hand-out and the stream closes with 1011.
  *  2. At most one receive per session is in flight (on a worker, since
  *     it reads the store: sess.h, ws_read_start); the next one starts
  *     when it finished, so messages keep the order in which the group
@@ -269,12 +269,14 @@ received(struct gcall *c)
 		    c->res.watch_offset, ARM_IDLE_MS, ws_on_wake, s);
 		return;
 	}
-	if (c->call.err == 0)
-		queue_received(s, &c->res);
-	else
-		fm_warn("ws: receive of %zu messages for group '%s' not "
-		        "stored (%s): they come back when invisible ends",
-		    c->res.msgs.n, s->grp->group, fm_err_msg(c->call.err));
+	if (c->call.err != 0) {
+		/* the broker undid the hand-out; like HTTP's 500, the client
+		 * comes back later rather than this stream retrying at once
+		 * against a failing disk */
+		ws_fail(s, 1011, "cannot store the group state");
+		return;
+	}
+	queue_received(s, &c->res);
 	ws_refill(s);
 	ws_want_write(s);
 }
