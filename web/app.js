@@ -38,6 +38,15 @@ async function api(method, path, body, headers) {
 
 const enc = encodeURIComponent;
 
+// A table body's one row saying it is empty, across span columns.
+function emptyRow(rows, text, span) {
+  const tr = el("tr");
+  const td = el("td", text);
+  td.colSpan = span;
+  tr.append(td);
+  rows.append(tr);
+}
+
 function button(text, onClick) {
   const b = el("button", text);
   b.type = "button";
@@ -91,13 +100,7 @@ async function loadTopics() {
     tr.append(el("td", t.topic), el("td", t.queues), el("td", t.perm), el("td", offsets, "mono"), actions);
     rows.append(tr);
   }
-  if (list.topics.length === 0) {
-    const tr = el("tr");
-    const td = el("td", "No topics yet.");
-    td.colSpan = 5;
-    tr.append(td);
-    rows.append(tr);
-  }
+  if (list.topics.length === 0) emptyRow(rows, "No topics yet.", 5);
 }
 
 async function resetGroup(topic, group, where) {
@@ -131,13 +134,7 @@ async function loadGroups() {
       el("td", st.lag, "lag"), el("td", st.inFlight), el("td", queues, "mono"), actions);
     rows.append(tr);
   }
-  if (list.groups.length === 0) {
-    const tr = el("tr");
-    const td = el("td", "No consumer groups yet: they appear with their first receive.");
-    td.colSpan = 7;
-    tr.append(td);
-    rows.append(tr);
-  }
+  if (list.groups.length === 0) emptyRow(rows, "No consumer groups yet: they appear with their first receive.", 7);
 }
 
 async function saveGroup(ev) {

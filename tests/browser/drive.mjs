@@ -1,7 +1,6 @@
 // drive.mjs - a page driven step by step, for tests/browser/test_console.py.
 //
-// Owns only the browser: launches /usr/bin/chromium through playwright-core
-// (which never downloads one) with a fresh profile, opens the page given as
+// Owns only its commands (launch.mjs starts the browser): opens the page given as
 // argv[2], accepts every confirm() dialog, then runs one JSON command per
 // stdin line and answers one JSON line:
 //   {"do": "fill", "sel": S, "value": V}       -> {"ok": true}
@@ -13,18 +12,8 @@
 //                                                 (up to 15 s)
 //   {"do": "quit"}
 // Errors are answered as {"error": "..."}; the Python side judges.
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
-
-const profile = mkdtempSync(join(process.env.TMPDIR || tmpdir(), "fm-chromium-"));
-let ctx = null;
-
-function say(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
+import { openPage, run, say } from "./launch.mjs";
 
 async function texts(page, sel) {
   return page.$$eval(sel, (els) => els.map((e) => e.textContent));
@@ -54,14 +43,7 @@ async function step(page, c) {
 }
 
 async function main() {
-  ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-      "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-  });
-  const page = ctx.pages()[0] || await ctx.newPage();
+  const page = await openPage();
   page.on("dialog", (d) => d.accept());
   await page.goto(process.argv[2]);
   say({ ready: true });
@@ -77,12 +59,4 @@ async function main() {
   }
 }
 
-try {
-  await main();
-} catch (e) {
-  say({ error: String(e && e.message || e) });
-  process.exitCode = 1;
-} finally {
-  if (ctx) await ctx.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
-}
+await run(main);
